@@ -1,0 +1,139 @@
+"""The result file: one ``.npz`` readable with numpy alone (``allow_pickle=False``).
+
+The format is documented field by field in docs/result_format.md; ``FIELDS`` below is the same list
+in code and ``validate`` checks a loaded file against it. Writes are atomic: the archive is written to
+a temporary file in the destination folder, fsynced, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+FORMAT_NAME = "video_mocap.result"
+FORMAT_VERSION = 1
+
+# name -> (dtype kind(s), shape spec). Shape spec letters: T frames, J joints, L landmarks (33), C contacts.
+FIELDS: dict[str, tuple[str, tuple]] = {
+    "format": ("U", ()),
+    "format_version": ("i", ()),
+    "engine_version": ("U", ()),
+    "fps": ("f", ()),
+    "times": ("f", ("T",)),
+    "frame_index": ("i", ("T",)),
+    "valid": ("b", ("T",)),
+    "joint_names": ("U", ("J",)),
+    "parents": ("i", ("J",)),
+    "rest_offsets": ("f", ("J", 3)),
+    "rotations": ("f", ("T", "J", 4)),
+    "root_translation": ("f", ("T", 3)),
+    "joints_world": ("f", ("T", "J", 3)),
+    "joint_confidence": ("f", ("T", "J")),
+    "image_size": ("i", (2,)),
+    "camera_intrinsics": ("f", (3, 3)),
+    "camera_extrinsics": ("f", ("T", 4, 4)),
+    "camera_static": ("b", ()),
+    "body_model": ("U", ()),
+    "shape_names": ("U", ("S",)),
+    "shape_params": ("f", ("S",)),
+    "body_height": ("f", ()),
+    "contact_names": ("U", ("C",)),
+    "foot_contacts": ("b", ("T", "C")),
+    "landmarks_image": ("f", ("T", "L", 3)),
+    "landmarks_world": ("f", ("T", "L", 3)),
+    "landmarks_visibility": ("f", ("T", "L")),
+    "video_path": ("U", ()),
+    "video_size": ("i", (2,)),
+    "video_fps": ("f", ()),
+    "video_rotation": ("i", ()),
+    "video_duration": ("f", ()),
+    "meta_json": ("U", ()),
+}
+REQUIRED = tuple(FIELDS)
+
+
+class ResultFormatError(ValueError):
+    pass
+
+
+def write_result(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
+    """Validate ``data`` and write it atomically to ``path`` (a ``.npz``). Returns the final path."""
+    arrays = {k: np.asarray(v) for k, v in data.items()}
+    arrays.setdefault("format", np.asarray(FORMAT_NAME))
+    arrays.setdefault("format_version", np.asarray(FORMAT_VERSION, dtype=np.int32))
+    validate(arrays)
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def read_result(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load and validate a result file. Never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ResultFormatError(f"{path}: not a readable result file ({e})") from e
+    validate(data)
+    return data
+
+
+def meta(data: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    return json.loads(str(data["meta_json"]))
+
+
+def validate(data: Mapping[str, np.ndarray]) -> None:
+    """Check names, dtypes and shapes; raise ResultFormatError with every problem found."""
+    problems: list[str] = []
+    fmt = str(data.get("format", ""))
+    if fmt != FORMAT_NAME:
+        problems.append(f"format is {fmt!r}, expected {FORMAT_NAME!r}")
+    version = int(data["format_version"]) if "format_version" in data else -1
+    if version > FORMAT_VERSION:
+        problems.append(f"format_version {version} is newer than this reader ({FORMAT_VERSION})")
+    dims: dict[str, int] = {"L": 33}
+    for name, (kinds, spec) in FIELDS.items():
+        if name not in data:
+            problems.append(f"missing field {name!r}")
+            continue
+        a = np.asarray(data[name])
+        if a.dtype.kind not in kinds and not (kinds == "f" and a.dtype.kind == "i"):
+            problems.append(f"{name}: dtype {a.dtype} (kind {a.dtype.kind!r}), expected kind {kinds!r}")
+        if a.dtype.kind == "O":
+            problems.append(f"{name}: object arrays are not allowed")
+        if len(spec) != a.ndim:
+            problems.append(f"{name}: shape {a.shape}, expected {spec}")
+            continue
+        for s, n in zip(spec, a.shape):
+            if isinstance(s, int):
+                if s != n:
+                    problems.append(f"{name}: shape {a.shape}, expected {spec}")
+            elif dims.setdefault(s, n) != n:
+                problems.append(f"{name}: size {n} for {s}, elsewhere {dims[s]}")
+    if not problems:
+        parents = np.asarray(data["parents"])
+        if parents[0] != -1 or any(p >= j for j, p in enumerate(parents) if j > 0):
+            problems.append("parents must list the root first and every parent before its child")
+        if not np.all(np.isfinite(np.asarray(data["joints_world"], dtype=np.float64))):
+            problems.append("joints_world has non-finite values")
+    if problems:
+        raise ResultFormatError("invalid result file: " + "; ".join(problems))
