@@ -1,0 +1,152 @@
+"""Command line: ``python -m engine run VIDEO --out RESULT.npz``, ``check``, ``--version``.
+
+stdout carries protocol messages only (docs/protocol.md); everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import platform
+import sys
+import traceback
+
+from . import __version__
+from .errors import EXIT_CODES, EngineError
+
+log = logging.getLogger("engine")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise EngineError("usage", f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m engine", description="Video Mocap engine: video in, motion file out.")
+    p.add_argument("--version", action="version", version=f"video-mocap-engine {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="process a video into a result file")
+    r.add_argument("video", help="input video file")
+    r.add_argument("--out", required=True, help="result file to write (.npz)")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    r.add_argument("--start-frame", type=int, default=None, help="first source frame (0-based)")
+    r.add_argument("--end-frame", type=int, default=None, help="source frame to stop before")
+    r.add_argument("--fps", type=float, default=None, help="output frame rate (subsamples the video)")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--focal", type=float, default=None, help="focal length in pixels of the displayed frame")
+    g.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees")
+    r.add_argument("--camera", choices=("auto", "static", "moving"), default="auto")
+    r.add_argument("--max-side", type=int, default=1280, help="downscale frames whose longest side exceeds this")
+    r.add_argument("--iterations", type=int, default=40, help="body-solve refinement steps")
+    c = sub.add_parser("check", help="report the environment, device and models")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _setup_stdio():
+    """Keep a private handle on the real stdout for protocol messages; route fd 1 to stderr."""
+    from .protocol import Protocol
+
+    for s in (sys.stdout, sys.stderr):
+        try:
+            s.reconfigure(encoding="utf-8")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
+    proto = Protocol()
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return proto
+
+
+def _check(as_json: bool) -> int:
+    report: dict = {"engine_version": __version__, "python": platform.python_version(), "problems": []}
+    for mod in ("numpy", "torch", "mediapipe", "cv2", "av", "scipy", "roma", "safetensors", "anny"):
+        try:
+            m = importlib.import_module(mod)
+            report[mod] = getattr(m, "__version__", "?")
+        except Exception as e:  # noqa: BLE001 - report every broken import
+            report[mod] = None
+            if mod != "anny":
+                report["problems"].append(f"{mod}: {e}")
+    try:
+        import torch
+
+        report["cuda_available"] = bool(torch.cuda.is_available())
+        report["device"] = "cuda" if report["cuda_available"] else "cpu"
+        if report["cuda_available"]:
+            report["cuda_device"] = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        report["cuda_available"] = False
+        report["device"] = None
+    try:
+        with open(os.devnull, "w"):
+            from .pose import BlazePose
+
+            BlazePose().close()
+        report["pose_model"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        report["pose_model"] = None
+        report["problems"].append(f"pose model: {e}")
+    report["ok"] = not report["problems"]
+    if as_json:
+        sys.__stdout__.write(json.dumps(report) + "\n")
+    else:
+        for k, v in report.items():
+            sys.__stdout__.write(f"{k}: {v}\n")
+    sys.__stdout__.flush()
+    return 0 if report["ok"] else EXIT_CODES["environment"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(stream=sys.stderr, level=os.environ.get("VIDEO_MOCAP_LOG", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "check":
+        try:
+            args = build_parser().parse_args(argv)
+        except EngineError as e:
+            print(e.message, file=sys.stderr)
+            return e.exit_code
+        return _check(args.json)
+    if not argv or argv[0] in ("-h", "--help", "--version") or argv[0] not in ("run",):
+        try:
+            build_parser().parse_args(argv)
+        except EngineError as e:
+            print(e.message, file=sys.stderr)
+            return e.exit_code
+        return 0
+
+    proto = _setup_stdio()
+    proto.install_signal_handlers()
+    proto.watch_stdin()
+    code = 0
+    try:
+        args = build_parser().parse_args(argv)
+        from .pipeline import RunOptions, run
+
+        opts = RunOptions(video=args.video, out=args.out, device=args.device, start_frame=args.start_frame,
+                          end_frame=args.end_frame, fps=args.fps, focal=args.focal, fov=args.fov,
+                          camera=args.camera, max_side=args.max_side, iterations=args.iterations)
+        run(opts, proto)
+    except EngineError as e:
+        code = e.exit_code
+        log.info("stopped: %s (%s)", e.message, e.code)
+        proto.error(e.code, e.message, code)
+    except KeyboardInterrupt:
+        code = EXIT_CODES["cancelled"]
+        proto.error("cancelled", "Cancelled by the user.", code)
+    except ImportError as e:
+        code = EXIT_CODES["environment"]
+        traceback.print_exc()
+        proto.error("environment", f"The engine environment is incomplete: {e}. Run the engine set-up again.", code)
+    except Exception as e:  # noqa: BLE001 - a bug: report it, keep the traceback on stderr
+        code = EXIT_CODES["internal"]
+        traceback.print_exc()
+        proto.error("internal", f"Internal error: {type(e).__name__}: {e}", code)
+    proto.done(code == 0, code)
+    return code

@@ -1,0 +1,143 @@
+"""Per-frame 2D/3D body landmarks from the BlazePose GHUM model shipped in the mediapipe 0.10.21 wheel.
+
+Only ``model_complexity=1`` is used: complexities 0 and 2 try to download a model (platform.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import EngineError
+
+N_LANDMARKS = 33
+LANDMARK_NAMES: tuple[str, ...] = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+)
+LM = {n: i for i, n in enumerate(LANDMARK_NAMES)}
+
+
+@dataclass
+class LandmarkTrack:
+    """Landmarks of a whole clip, one row per processed frame (NaN where no person was found)."""
+
+    image: np.ndarray        # (T, 33, 3) x, y normalised to the image, z relative depth
+    world: np.ndarray        # (T, 33, 3) metres, hip-centred, camera axes (x right, y down, z away)
+    visibility: np.ndarray   # (T, 33) 0..1, 0 where not detected
+    valid: np.ndarray        # (T,) bool
+    times: np.ndarray        # (T,) seconds
+    frame_index: np.ndarray  # (T,) source frame index
+    extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+class LandmarkBuffer:
+    """Grows per frame without holding images; O(T) small arrays (about 1 KB a frame)."""
+
+    def __init__(self) -> None:
+        self._image: list[np.ndarray] = []
+        self._world: list[np.ndarray] = []
+        self._vis: list[np.ndarray] = []
+        self._valid: list[bool] = []
+        self._times: list[float] = []
+        self._index: list[int] = []
+
+    def append(self, t: float, index: int, det: "Detection | None") -> None:
+        if det is None:
+            self._image.append(np.full((N_LANDMARKS, 3), np.nan, np.float32))
+            self._world.append(np.full((N_LANDMARKS, 3), np.nan, np.float32))
+            self._vis.append(np.zeros(N_LANDMARKS, np.float32))
+            self._valid.append(False)
+        else:
+            self._image.append(det.image)
+            self._world.append(det.world)
+            self._vis.append(det.visibility)
+            self._valid.append(True)
+        self._times.append(float(t))
+        self._index.append(int(index))
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def track(self) -> LandmarkTrack:
+        def stack(xs, shape, dtype):
+            return np.stack(xs).astype(dtype) if xs else np.zeros((0, *shape), dtype)
+
+        return LandmarkTrack(
+            image=stack(self._image, (N_LANDMARKS, 3), np.float32),
+            world=stack(self._world, (N_LANDMARKS, 3), np.float32),
+            visibility=stack(self._vis, (N_LANDMARKS,), np.float32),
+            valid=np.asarray(self._valid, bool),
+            times=np.asarray(self._times, np.float64),
+            frame_index=np.asarray(self._index, np.int64),
+        )
+
+
+@dataclass
+class Detection:
+    image: np.ndarray       # (33, 3)
+    world: np.ndarray       # (33, 3)
+    visibility: np.ndarray  # (33,)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Route fd 1 to stderr while a chatty native library runs (protocol stdout stays clean)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+class BlazePose:
+    """BlazePose GHUM (complexity 1) in tracking mode. Call with RGB uint8 frames in order."""
+
+    def __init__(self, *, static_image_mode: bool = False, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5, smooth_landmarks: bool = True):
+        try:
+            with _stdout_to_stderr():
+                import mediapipe as mp
+
+                self._pose = mp.solutions.pose.Pose(
+                    static_image_mode=static_image_mode, model_complexity=1,
+                    smooth_landmarks=smooth_landmarks, enable_segmentation=False,
+                    min_detection_confidence=min_detection_confidence,
+                    min_tracking_confidence=min_tracking_confidence)
+        except Exception as e:  # broken/missing mediapipe install
+            raise EngineError("environment", f"The pose model (mediapipe BlazePose) could not be loaded: {e}") from e
+
+    def __call__(self, rgb: np.ndarray) -> Detection | None:
+        res = self._pose.process(np.ascontiguousarray(rgb))
+        if res.pose_landmarks is None or res.pose_world_landmarks is None:
+            return None
+        lm = res.pose_landmarks.landmark
+        wl = res.pose_world_landmarks.landmark
+        image = np.array([(p.x, p.y, p.z) for p in lm], np.float32)
+        vis = np.array([p.visibility for p in lm], np.float32)
+        world = np.array([(p.x, p.y, p.z) for p in wl], np.float32)
+        return Detection(image=image, world=world, visibility=np.clip(vis, 0.0, 1.0))
+
+    def close(self) -> None:
+        self._pose.close()
+
+    def __enter__(self) -> "BlazePose":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,171 @@
+"""Trajectory v1: camera-frame root from perspective, ground plane and a gravity-aligned Z-up world.
+
+For a static camera:
+1. per frame, the translation ``t`` that puts the solved (metric, hip-centred) skeleton points in front
+   of the camera so that they project onto the 2D landmarks: a linear least-squares problem in ``t``
+   (each point gives ``f (X + tx) = (u - cx)(Z + tz)`` and the same for y), visibility weighted;
+2. ``t`` is smoothed over short windows (depth more than image position);
+3. the up direction is the mean torso direction, refined by a plane through the lowest foot points
+   when the person moves around enough to span a plane; the ground is where the feet rest;
+4. the world: Z up, origin on the ground below the first pelvis, +Y the camera's horizontal view axis.
+
+Moving cameras are not handled yet: the motion is then relative to the camera (a warning says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+# body-camera frame (x right, y away, z up) -> OpenCV camera frame (x right, y down, z forward)
+M_BC_TO_CV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def default_focal(width: int, height: int) -> float:
+    """Focal length in pixels when none is given: the diagonal (about 53 degrees diagonal field of view)."""
+    return float(np.hypot(width, height))
+
+
+def focal_from_fov(fov_deg: float, width: int, height: int) -> float:
+    """Focal length from the horizontal field of view of the displayed frame."""
+    return 0.5 * width / np.tan(np.radians(fov_deg) / 2.0)
+
+
+def intrinsics(focal: float, width: int, height: int) -> np.ndarray:
+    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def camera_translation(points_cv: np.ndarray, uv: np.ndarray, w: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """Least-squares translation per frame.
+
+    points_cv: (T, N, 3) metric points in camera axes relative to an origin; uv: (T, N, 2) pixels;
+    w: (T, N) weights. Returns (T, 3) camera-frame position of the origin (NaN where unsolvable).
+    """
+    f, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+    T = points_cv.shape[0]
+    out = np.full((T, 3), np.nan)
+    for t in range(T):
+        ok = (w[t] > 0.05) & np.all(np.isfinite(uv[t]), -1) & np.all(np.isfinite(points_cv[t]), -1)
+        if ok.sum() < 3:
+            continue
+        X, Y, Z = points_cv[t, ok].T
+        du, dv = uv[t, ok, 0] - cx, uv[t, ok, 1] - cy
+        sw = np.sqrt(w[t, ok])
+        n = ok.sum()
+        A = np.zeros((2 * n, 3))
+        b = np.zeros(2 * n)
+        A[:n, 0], A[:n, 2], b[:n] = f, -du, du * Z - f * X
+        A[n:, 1], A[n:, 2], b[n:] = f, -dv, dv * Z - f * Y
+        A *= np.concatenate([sw, sw])[:, None]
+        b *= np.concatenate([sw, sw])
+        sol, *_ = np.linalg.lstsq(A, b, rcond=None)
+        if sol[2] > 0.1:
+            out[t] = sol
+    return out
+
+
+def _interp_nans(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    T = x.shape[0]
+    idx = np.arange(T)
+    for c in range(x.shape[1]):
+        ok = np.isfinite(x[:, c])
+        if ok.any() and not ok.all():
+            x[~ok, c] = np.interp(idx[~ok], idx[ok], x[ok, c])
+    return x
+
+
+def smooth(x: np.ndarray, fps: float, seconds: float, order: int = 2) -> np.ndarray:
+    """Savitzky-Golay along time with a window of about ``seconds`` (odd, >= order + 2, <= length)."""
+    T = x.shape[0]
+    win = int(round(seconds * fps)) | 1
+    win = min(win, T if T % 2 else T - 1)
+    if win <= order + 1:
+        return x
+    return savgol_filter(x, win, order, axis=0, mode="interp")
+
+
+@dataclass
+class WorldFrame:
+    B: np.ndarray       # (3, 3) columns = world X, Y, Z axes in camera coordinates
+    origin: np.ndarray  # (3,) world origin in camera coordinates
+
+    def to_world(self, p_cam: np.ndarray) -> np.ndarray:
+        return (p_cam - self.origin) @ self.B
+
+    def extrinsic(self) -> np.ndarray:
+        """World-to-camera 4x4: p_cam = B p_world + origin."""
+        E = np.eye(4)
+        E[:3, :3] = self.B
+        E[:3, 3] = self.origin
+        return E
+
+
+def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: np.ndarray,
+                   valid: np.ndarray) -> tuple[WorldFrame, dict]:
+    """Up direction and ground from foot points (T, F, 3) and torso directions (T, 3), camera frame."""
+    info: dict = {}
+    v = valid & np.all(np.isfinite(torso_up_cam), -1)
+    up = np.nanmean(torso_up_cam[v], axis=0) if v.any() else np.array([0.0, -1.0, 0.0])
+    up = up / np.linalg.norm(up)
+    # tilt of the torso prior is limited to 35 degrees from the camera's own up (-y)
+    cam_up = np.array([0.0, -1.0, 0.0])
+    ang = np.degrees(np.arccos(np.clip(up @ cam_up, -1, 1)))
+    if ang > 35.0:
+        axis = np.cross(cam_up, up)
+        axis /= np.linalg.norm(axis)
+        from scipy.spatial.transform import Rotation
+
+        up = Rotation.from_rotvec(axis * np.radians(35.0)).apply(cam_up)
+    info["up_source"] = "torso"
+    # lowest foot point per frame along the current up
+    fv = foot_cam[v]
+    if len(fv):
+        h = fv @ up
+        low = fv[np.arange(len(fv)), np.argmin(h, axis=1)]  # (Tv, 3)
+        horiz = low - np.outer(low @ up, up)
+        spread = np.linalg.svd(horiz - horiz.mean(0), compute_uv=False)[:2] / np.sqrt(max(len(low), 1))
+        if len(low) >= 20 and spread[1] > 0.25:
+            # plane fit through the lowest points (robust: keep the lower 60 % of residuals twice)
+            pts = low
+            n = up
+            for _ in range(2):
+                c = pts.mean(0)
+                _, _, vt = np.linalg.svd(pts - c)
+                n_fit = vt[2] if vt[2] @ up > 0 else -vt[2]
+                if np.degrees(np.arccos(np.clip(n_fit @ up, -1, 1))) < 20.0:
+                    n = n_fit
+                r = (pts - c) @ n
+                pts = pts[np.abs(r) <= np.quantile(np.abs(r), 0.6)]
+                if len(pts) < 10:
+                    break
+            up = n / np.linalg.norm(n)
+            info["up_source"] = "ground_plane"
+        ground_h = float(np.quantile(low @ up, 0.1))
+    else:
+        ground_h = float(np.nanmin(pelvis_cam @ up)) - 0.95
+    fwd = np.array([0.0, 0.0, 1.0]) - up * up[2]
+    fwd /= np.linalg.norm(fwd)
+    X = np.cross(fwd, up)
+    B = np.stack([X, fwd, up], axis=1)
+    first = pelvis_cam[np.argmax(valid)] if valid.any() else pelvis_cam[0]
+    origin = first - up * (first @ up - ground_h)
+    info["camera_height"] = float(-(origin @ up) + 0.0)
+    info["camera_pitch_deg"] = float(np.degrees(np.arcsin(np.clip(-up[2], -1, 1))))
+    return WorldFrame(B=B, origin=origin), info
+
+
+def foot_contacts(points_world: np.ndarray, fps: float, rest_height: np.ndarray,
+                  height_tol: float = 0.05, speed_tol: float = 0.35) -> np.ndarray:
+    """(T, C, 3) foot points -> (T, C) bool: near the ground (relative to their standing height) and slow."""
+    T = points_world.shape[0]
+    h = points_world[..., 2] - rest_height[None]
+    vel = np.zeros(points_world.shape[:2])
+    if T > 1:
+        d = np.linalg.norm(np.diff(points_world, axis=0), axis=-1) * fps
+        vel[1:] = d
+        vel[0] = d[0]
+        vel[1:-1] = np.minimum(d[:-1], d[1:])
+    return (h < height_tol) & (vel < speed_tol)
