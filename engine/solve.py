@@ -246,8 +246,12 @@ def initial_pose(Y: torch.Tensor, vis: torch.Tensor, body: BodyScale) -> tuple[t
             wgt = ((cr.norm(dim=-1, keepdim=True) - 0.05) / 0.25).clamp(0, 1)
             h = _normalize(wgt * _normalize(cr) + (1 - wgt) * h_fb)
             B_rest = _frame(d0t, h0t)
-            R_up = _frame(d, h) @ B_rest.transpose(-1, -2)
-            R_lo = _frame(f, h) @ B_rest.transpose(-1, -2)
+            B_up = _frame(d, h)
+            R_up = B_up @ B_rest.transpose(-1, -2)
+            # the lower limb turns about the hinge only: angle from d to f around h'
+            hp = B_up[..., 1]
+            theta = torch.atan2((torch.cross(d, f, dim=-1) * hp).sum(-1), (d * f).sum(-1))
+            R_lo = R_up @ rot.rotvec_to_matrix(h0t * theta[:, None])
             Rw[I[upper]] = R_up
             Rw[I[lower]] = R_lo
         # wrist from hand points, ankle from heel/toe (+ the knee hinge for twist)

@@ -143,7 +143,14 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
                     break
             up = n / np.linalg.norm(n)
             info["up_source"] = "ground_plane"
-        ground_h = float(np.quantile(low @ up, 0.1))
+        # the ground: where the lowest foot point rests (its height in the slower half of the frames)
+        h_low = low @ up
+        if len(low) >= 4:
+            speed = np.r_[0.0, np.linalg.norm(np.diff(low, axis=0), axis=-1)]
+            slow = speed <= np.quantile(speed, 0.5)
+            ground_h = float(np.median(h_low[slow]))
+        else:
+            ground_h = float(np.median(h_low))
     else:
         ground_h = float(np.nanmin(pelvis_cam @ up)) - 0.95
     fwd = np.array([0.0, 0.0, 1.0]) - up * up[2]

@@ -345,6 +345,8 @@ class VideoReader:
                 except queue.Empty:
                     if self._thread.is_alive():
                         continue
+                    if self._stop.is_set():  # close() was called from another thread
+                        return
                     raise RuntimeError("the video decoding thread ended without a result") from None
                 if kind == "frame":
                     self.frames_output += 1
