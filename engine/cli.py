@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--camera", choices=("auto", "static", "moving"), default="auto")
     r.add_argument("--max-side", type=int, default=1280, help="downscale frames whose longest side exceeds this")
     r.add_argument("--iterations", type=int, default=40, help="body-solve refinement steps")
+    r.add_argument("--smoothing", type=float, default=0.17,
+                   help="temporal filter window in seconds (0 = off; larger = smoother but flattens fast moves)")
     c = sub.add_parser("check", help="report the environment, device and models")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
         opts = RunOptions(video=args.video, out=args.out, device=args.device, start_frame=args.start_frame,
                           end_frame=args.end_frame, fps=args.fps, focal=args.focal, fov=args.fov,
-                          camera=args.camera, max_side=args.max_side, iterations=args.iterations)
+                          camera=args.camera, max_side=args.max_side, iterations=args.iterations,
+                          smoothing=args.smoothing)
         run(opts, proto)
     except EngineError as e:
         code = e.exit_code

@@ -282,7 +282,7 @@ class SolveConfig:
     robust_scale: float = 0.05   # metres, Geman-McClure scale of the data term
     w_hinge: float = 2.0
     w_spine: float = 0.05
-    w_smooth: float = 2.0
+    w_smooth: float = 20.0
     chunk: int = 256
     overlap: int = 16
 
