@@ -140,8 +140,12 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     if not np.isfinite(t_cam).any():
         raise EngineError("no_person", "The person could not be placed in front of the camera "
                                        "(landmarks inconsistent in every frame).")
+    fps_out = fps_in
+    t_cam = trajectory.reject_depth_outliers(t_cam, wts.sum(1), fps_out)
+    if not np.isfinite(t_cam).any():
+        raise EngineError("no_person", "The person is not visible well enough in any frame to place "
+                                       "them in front of the camera.")
     t_cam = trajectory._interp_nans(t_cam)
-    fps_out = opts.fps or info.fps or (1.0 / np.median(np.diff(track.times)) if T > 1 else 30.0)
     t_cam[:, :2] = trajectory.smooth(t_cam[:, :2], fps_out, 0.2)
     t_cam[:, 2] = trajectory.smooth(t_cam[:, 2:], fps_out, 0.5)[:, 0]
     proto.progress("trajectory", 1, 3)

@@ -66,6 +66,24 @@ def camera_translation(points_cv: np.ndarray, uv: np.ndarray, w: np.ndarray, K: 
     return out
 
 
+def reject_depth_outliers(t_cam: np.ndarray, support: np.ndarray, fps: float, *, rel_tol: float = 0.15,
+                          min_support: float = 2.0) -> np.ndarray:
+    """Set to NaN the frames whose translation is unreliable: too little landmark support (sum of
+    weights), or a depth more than ``rel_tol`` away from its running median over about half a second
+    (a few visible points can put the body far too near or too far). Callers interpolate the gaps."""
+    from scipy.ndimage import median_filter
+
+    t = t_cam.copy()
+    t[support < min_support] = np.nan
+    z = t[:, 2]
+    ok = np.isfinite(z)
+    if ok.sum() >= 3:
+        filled = np.interp(np.arange(len(z)), np.flatnonzero(ok), z[ok])
+        med = median_filter(filled, size=max(3, int(round(0.5 * fps)) | 1), mode="nearest")
+        t[np.abs(filled - med) > rel_tol * med] = np.nan
+    return t
+
+
 def _interp_nans(x: np.ndarray) -> np.ndarray:
     x = x.copy()
     T = x.shape[0]
