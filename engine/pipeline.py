@@ -169,13 +169,14 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     R_world_local = R_local.copy()
     R_world_local[:, 0] = R_root_w
     root_w = wf.to_world(P_cam[:, 0])
-    _, joints_w = sk.forward_kinematics(R_world_local.astype(np.float64), root_w, body.rest_offsets)
+    _, joints_w = sk.forward_kinematics(R_world_local.astype(np.float32), root_w.astype(np.float32),
+                                        body.rest_offsets.astype(np.float32))
     proto.progress("trajectory", 2, 3)
 
     contact_j = [sk.INDEX[n] for n in sk.CONTACT_JOINTS]
     rest_pos = sk.rest_positions(body.rest_offsets)
     contacts = trajectory.foot_contacts(joints_w[:, contact_j], fps_out, rest_pos[contact_j, 2])
-    quats = rot.quat_continuity(rot.matrix_to_quat_wxyz(torch.as_tensor(R_world_local, dtype=torch.float64)))
+    quats = rot.quat_continuity(rot.matrix_to_quat_wxyz(torch.as_tensor(R_world_local, dtype=torch.float32)))
     E = np.repeat(wf.extrinsic()[None], T, axis=0)
     conf = np.zeros((T, sk.J), np.float32)
     joint_lm = {}
@@ -226,8 +227,17 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     return data, meta
 
 
-def run(opts: RunOptions, proto: Protocol) -> dict:
+def _prewarm() -> None:
+    """Import the post-pose stages (torch, roma, scipy: ~3 s on a small CPU) while the pose loop runs."""
     import torch
+
+    torch.set_num_threads(1)
+    from . import solve, trajectory  # noqa: F401  (imported for their side effect: loading)
+    from .geometry import rotations  # noqa: F401
+
+
+def run(opts: RunOptions, proto: Protocol) -> dict:
+    import threading
 
     from . import video
     from .camera_motion import CameraMotionMeter
@@ -237,10 +247,16 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     out = check_output(opts.out)
-    device = resolve_device(opts.device)
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    if opts.device not in ("auto", "cpu", "cuda"):
+        raise EngineError("usage", f"Unknown device {opts.device!r}: use auto, cpu or cuda.")
+    if opts.device == "cuda":
+        resolve_device("cuda")  # fail before the long pose stage
     info = video.probe(opts.video)
-    proto.start(engine_version=__version__, device=device, video=opts.video, out=str(out))
+    proto.start(engine_version=__version__, device=opts.device, video=opts.video, out=str(out))
+    # One torch thread (set in _prewarm): the solve's tensors are small, and with two threads they
+    # spin-wait on each other as soon as another process holds a core (0.9 s became 18-30 s).
+    warm = threading.Thread(target=_prewarm, name="prewarm", daemon=True)
+    warm.start()
 
     # -- decode + pose (overlapped: decoding runs in the reader's thread) ----------------------
     warnings: list[dict] = []
@@ -278,6 +294,8 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
                                       "those frames are interpolated.")
 
     moving = meter.is_moving() if meter is not None else None
+    warm.join()
+    device = resolve_device(opts.device)
     data, meta = reconstruct(track, info, opts, proto, warn, device=device, camera_moving=moving,
                              timings=timings)
 
@@ -295,5 +313,5 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     proto.progress("write", 1, 1, force=True)
     times = data["times"]
     duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
-    proto.result(str(out), frames=len(times), fps=float(data["fps"]), duration=duration)
+    proto.result(str(out), frames=len(times), fps=float(data["fps"]), duration=duration, device=device)
     return meta

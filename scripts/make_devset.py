@@ -3,7 +3,8 @@
     .venv/bin/python scripts/make_devset.py --out .cache/devset --seed 0 [--n 12] [--frames 60]
 
 Clips cycle through three groups: ``static`` camera, ``moving`` camera (pan / dolly / handheld) and
-``occluded`` (static camera, boxes/pillars/counters on the line of sight). Body shapes are random anny
+``occluded`` (static camera, boxes/pillars/counters on the line of sight, placed so that they hide 15-50 %
+of the joint-frames and leave the torso free in at least 60 % of the frames, see ``synth.spec``). Body shapes are random anny
 phenotypes. Motions come from the VALIDATION performers of the mocap collection
 (``engine.mocap.dataset.VAL_SUBJECTS``) when ``engine.mocap.anny_pose`` is available, else from the
 built-in procedural walk (with random speed, heading and cadence). Writes per clip ``NN_group.mp4``,
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=360)
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--procedural", action="store_true", help="use the built-in walk even if mocap is available")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="sample motions and scenes only; print the predicted occlusion / framing per clip")
     ap.add_argument("--no-detect", action="store_true", help="skip the BlazePose detection-rate check")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from synth import body as bd
     from synth.render import render_clip
-    from synth.spec import sample_spec
+    from synth.spec import occlusion_stats, sample_spec
 
     entries = None if args.procedural else _val_clips()
     if entries is not None:
@@ -87,9 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         centre = body.joints_world[:, 0, :2].mean(0)             # the clip's mean pelvis at the origin
         body.joints_world[..., :2] -= centre
         body.vertices[..., :2] -= centre.astype(np.float32)
-        spec = sample_spec(rng, group, body.joints_world[:, 0], width=args.width, height=args.height,
+        spec = sample_spec(rng, group, body.joints_world, width=args.width, height=args.height,
                            fps=args.fps, seed=args.seed * 1000 + i)
         name = f"{i:02d}_{group}"
+        if args.dry_run:
+            from synth.spec import camera_track, in_view_flags, occluder_flags
+            eye = camera_track(spec.camera, body.joints_world[:, 0], args.fps, spec.seed)[0, :3, 3]
+            occ = occlusion_stats(occluder_flags(eye, body.joints_world, spec.occluders))
+            log.info("%s: %s camera, %s, %d occluders, occluded %.3f, torso free %.3f, frames with occlusion "
+                     "%.3f, whole body in view %.3f", name, spec.camera.kind, body.source, len(spec.occluders),
+                     occ["occluded_fraction"], occ["torso_visible_fraction"], occ["frames_with_occlusion"],
+                     in_view_flags(spec, body.joints_world).all(1).mean())
+            continue
         stats = render_clip(spec, body, args.out / f"{name}.mp4", args.out / f"{name}_gt.npz",
                             seed=spec.seed, png_dir=args.out / "preview" / name, png_frames={0, args.frames // 2})
         rec = {"name": name, "group": group, "camera": spec.camera.kind, "motion": body.source,
@@ -100,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         gt = np.load(args.out / f"{name}_gt.npz", allow_pickle=False)
         rec["occluded_joint_fraction"] = round(float(gt["occluded"].mean()), 3)
         rec["in_view_fraction"] = round(float(gt["in_view"].mean()), 3)
+        rec["whole_body_in_view_frames"] = round(float(gt["in_view"].all(1).mean()), 3)
+        if group == "occluded":
+            stats_occ = occlusion_stats(gt["occluded"])
+            rec["torso_visible_fraction"] = round(stats_occ["torso_visible_fraction"], 3)
+            rec["frames_with_occlusion"] = round(stats_occ["frames_with_occlusion"], 3)
         index["clips"].append(rec)
         log.info("%s: %s camera, %s, %.1f s (%.2f s/frame)%s", name, spec.camera.kind, body.source, stats["total_s"],
                  stats["render_per_frame_s"],

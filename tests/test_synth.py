@@ -79,10 +79,24 @@ def test_render_projection_matches_image(tmp_path):
         # Knees and feet are behind the wall: flagged occluded, and not body-coloured in the image.
         low = [names.index(n) for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")]
         assert gt["occluded"][i, low].all()
+        from synth.spec import occluder_flags
+        assert (occluder_flags(gt["camera_matrix_world_blender"][i, :3, 3], gt["joints_world"][i:i + 1].astype(float),
+                               spec.occluders)[0] == gt["occluded"][i]).all(), "numpy ray maths != BVH ray casts"
         assert not gt["occluded"][i, top].any()
         for j in low:
             u, v = np.round(uv[i, j]).astype(int)
             assert not is_body[v, u], f"frame {i}: occluded {names[j]} at ({u}, {v}) looks like the body"
+
+
+def _stick_walker(T: int, speed: float = 1.0) -> np.ndarray:
+    """(T, 24, 3) vm24 joints: the engine's rest skeleton (T-pose) sliding along +X at ``speed`` m/s."""
+    from engine.skeleton import DEFAULT_REST_OFFSETS, PARENTS
+
+    rest = np.zeros_like(DEFAULT_REST_OFFSETS)
+    for j, p in enumerate(PARENTS):
+        rest[j] = DEFAULT_REST_OFFSETS[j] + (rest[p] if p >= 0 else 0.0)
+    x = speed * (np.arange(T) / 30.0 - (T - 1) / 60.0)
+    return rest[None] + np.stack([x, np.zeros(T), np.zeros(T)], 1)[:, None]
 
 
 def test_spec_json_roundtrip_and_occluders_on_line_of_sight():
@@ -91,9 +105,10 @@ def test_spec_json_roundtrip_and_occluders_on_line_of_sight():
 
     from synth.spec import camera_track, sample_spec, spec_from_json
 
-    pelvis = np.stack([np.linspace(-1.0, 1.0, 30), np.zeros(30), np.full(30, 0.9)], 1)
+    joints = _stick_walker(30, speed=2.0)
+    pelvis = joints[:, 0]
     for seed in range(5):
-        spec = sample_spec(np.random.default_rng(seed), "occluded", pelvis, seed=seed)
+        spec = sample_spec(np.random.default_rng(seed), "occluded", joints, seed=seed)
         assert spec_from_json(json.dumps(asdict(spec))) == spec
         assert spec.occluders, "the occluded group must place occluders"
         eye = camera_track(spec.camera, pelvis, 30.0)[0, :3, 3]
@@ -102,3 +117,43 @@ def test_spec_json_roundtrip_and_occluders_on_line_of_sight():
             # between camera and person, and never on the walked path
             assert np.linalg.norm(c - eye[:2]) < np.linalg.norm(pelvis[:, :2] - eye[:2], axis=1).max()
             assert np.linalg.norm(pelvis[:, :2] - c, axis=1).min() > 0.35
+
+
+def test_occluder_ray_maths_and_occlusion_rule():
+    from synth.spec import (OCCLUDED_FRACTION, TORSO_VISIBLE_MIN, Occluder, camera_track, in_view_flags,
+                            occluder_flags, occlusion_ok, occlusion_stats, sample_spec)
+
+    # Known geometry: camera at -Y looking at a person at the origin.
+    joints = _stick_walker(1, speed=0.0)                      # (1, 24, 3), pelvis at (0, 0, 0.95)
+    eye = np.array([0.0, -4.0, 1.2])
+    names = __import__("engine.skeleton", fromlist=["JOINT_NAMES"]).JOINT_NAMES
+    low = [names.index(n) for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")]
+    wall = Occluder("box", (0.0, -1.5, 0.4), (2.0, 0.2, 0.8), rot_z_deg=5.0)       # hides the legs
+    f = occluder_flags(eye, joints, [wall])[0]
+    assert f[low].all() and not f[[names.index("head"), names.index("pelvis")]].any()
+    beside = Occluder("pillar", (1.0, -1.5, 1.5), (0.3, 0.3, 3.0))                  # off to the side
+    assert not occluder_flags(eye, joints, [beside]).any()
+    front = Occluder("pillar", (0.0, -1.5, 1.5), (0.3, 0.3, 3.0))                   # on the line of sight
+    assert occluder_flags(eye, joints, [front])[0, names.index("pelvis")]
+    behind = Occluder("box", (0.0, 1.5, 1.0), (2.0, 0.2, 2.0))                      # behind the person
+    assert not occluder_flags(eye, joints, [behind]).any()
+    # The rule itself.
+    flags = np.zeros((10, 24), bool)
+    assert not occlusion_ok(flags)                                                 # nothing hidden
+    flags[:, low] = True
+    assert occlusion_ok(flags) and occlusion_stats(flags)["torso_visible_fraction"] == 1.0
+    flags[:5, 0] = True                                                            # pelvis hidden half the time
+    assert not occlusion_ok(flags)
+
+    # Sampled scenes: a walker and a person standing still both get a partial occlusion, reproducibly.
+    for speed in (1.5, 0.0):
+        joints = _stick_walker(45, speed=speed)
+        for seed in range(4):
+            spec = sample_spec(np.random.default_rng([seed, 2]), "occluded", joints, seed=seed)
+            again = sample_spec(np.random.default_rng([seed, 2]), "occluded", joints, seed=seed)
+            assert spec == again
+            eye = camera_track(spec.camera, joints[:, 0], 30.0)[0, :3, 3]
+            s = occlusion_stats(occluder_flags(eye, joints, spec.occluders))
+            assert OCCLUDED_FRACTION[0] <= s["occluded_fraction"] <= OCCLUDED_FRACTION[1], (speed, seed, s)
+            assert s["torso_visible_fraction"] >= TORSO_VISIBLE_MIN, (speed, seed, s)
+            assert in_view_flags(spec, joints).all(1).mean() >= 0.95                 # static camera frames the body

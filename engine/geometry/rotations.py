@@ -22,12 +22,16 @@ def quat_wxyz_to_matrix(q: torch.Tensor) -> torch.Tensor:
 
 
 def quat_continuity(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """Flip signs along ``dim`` (time) so that consecutive quaternions have a non-negative dot product."""
-    q = q.movedim(dim, 0).clone()
-    for t in range(1, q.shape[0]):
-        flip = (q[t] * q[t - 1]).sum(-1, keepdim=True) < 0
-        q[t] = torch.where(flip, -q[t], q[t])
-    return q.movedim(0, dim)
+    """Flip signs along ``dim`` (time) so that consecutive quaternions have a non-negative dot product.
+
+    Each frame's sign is the previous frame's sign times the sign of the raw dot product, so a cumulative
+    product along time gives all signs at once.
+    """
+    q = q.movedim(dim, 0)
+    dots = (q[1:] * q[:-1]).sum(-1, keepdim=True)
+    step = torch.where(dots < 0, -1.0, 1.0).to(q.dtype)
+    signs = torch.cat([torch.ones_like(step[:1]), torch.cumprod(step, 0)], 0)
+    return (q * signs).movedim(0, dim)
 
 
 def align_vectors(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
