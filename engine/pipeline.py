@@ -111,10 +111,12 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
         world = trajectory.smooth(world, fps_in, opts.smoothing)
         image = trajectory.smooth(image, fps_in, opts.smoothing)
     Y = solve.to_body_camera(world)
+    del world  # memory: keep only what later stages read (long clips)
     body = solve.measure_body(Y[valid], vis[valid])
     cfg = solve.SolveConfig(iterations=opts.iterations, w_smooth=opts.smooth_weight)
     R_local, root_bc = solve.solve_body(Y, np.maximum(vis, 0.05 * valid[:, None]), body, cfg, device=device,
                                         progress=lambda i, n: proto.progress("solve", i, n))
+    del Y
     timings["solve"] = time.perf_counter() - t0
 
     # -- trajectory ----------------------------------------------------------------------------
@@ -132,11 +134,13 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     R_t = torch.as_tensor(R_local)
     Rw_bc, P_bc = solve.fk_torch(R_t, torch.as_tensor(root_bc), rest_t)
     pts_bc = solve.target_points(Rw_bc, P_bc, torch.as_tensor(body.target_offsets, dtype=torch.float32)).numpy()
+    del Rw_bc, R_t
     M = trajectory.M_BC_TO_CV
     pts_cv = pts_bc @ M.T
     uv = np.stack([image[:, idx, :2].mean(1) for idx in solve._T_LMS], 1) * np.array([W, H])
     wts = np.stack([vis[:, idx].min(1) for idx in solve._T_LMS], 1) * solve._T_WEIGHT.numpy()
     t_cam = trajectory.camera_translation(pts_cv, uv, wts, K)
+    del pts_cv, uv, image
     if not np.isfinite(t_cam).any():
         raise EngineError("no_person", "The person could not be placed in front of the camera "
                                        "(landmarks inconsistent in every frame).")
@@ -166,9 +170,10 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     # world rotations/translations: p_world = B^T (p_cam - origin)
     Bt = wf.B.T
     R_root_w = np.einsum("ab,bc,tcd->tad", Bt, M, R_local[:, 0])
-    R_world_local = R_local.copy()
+    R_world_local = R_local  # the solve's array, reused: only the root changes
     R_world_local[:, 0] = R_root_w
     root_w = wf.to_world(P_cam[:, 0])
+    del P_cam, P_bc, foot_cam, pts_bc
     _, joints_w = sk.forward_kinematics(R_world_local.astype(np.float32), root_w.astype(np.float32),
                                         body.rest_offsets.astype(np.float32))
     proto.progress("trajectory", 2, 3)
