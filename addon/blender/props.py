@@ -1,0 +1,64 @@
+"""Scene settings (``Scene.vidmocap``) and job state (``WindowManager.vidmocap_job``, never saved)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+CAMERA_ITEMS = [
+    ("auto", "Auto", "Detect whether the camera moves"),
+    ("static", "Static", "The camera does not move (tripod)"),
+    ("moving", "Moving", "The camera moves (hand-held, panning)"),
+]
+DEVICE_ITEMS = [
+    ("auto", "Auto", "Use the GPU when the engine finds one"),
+    ("cpu", "CPU", "Run on the CPU"),
+    ("cuda", "CUDA", "Run on an NVIDIA GPU"),
+]
+
+
+def _is_armature(_self: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
+    return obj.type == 'ARMATURE'
+
+
+class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
+    """Options of the import, shown in the sidebar panel (the file import dialog has the same)."""
+
+    video: StringProperty(name="Video", subtype='FILE_PATH', description="Video of one person to import")  # type: ignore[valid-type]
+    frame_start: IntProperty(name="First Frame", min=0, default=0, description="First video frame to process (0-based)")  # type: ignore[valid-type]
+    frame_end: IntProperty(  # type: ignore[valid-type]
+        name="Last Frame", min=-1, default=-1, description="Last video frame to process; -1 for the end of the video")
+    target: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,  # type: ignore[valid-type]
+                            description="Armature made by Video Mocap to receive the motion; empty creates a new one")
+    camera: EnumProperty(name="Camera", items=CAMERA_ITEMS, default="auto")  # type: ignore[valid-type]
+    focal_px: FloatProperty(  # type: ignore[valid-type]
+        name="Focal Length (px)", min=0.0, default=0.0, description="Focal length in pixels if known; 0 = unknown")
+    device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
+    set_scene: BoolProperty(  # type: ignore[valid-type]
+        name="Set Scene FPS and Range", default=True, description="Match the scene frame rate and range to the video")
+
+
+class VIDMOCAP_PG_job(bpy.types.PropertyGroup):
+    running: BoolProperty(default=False)  # type: ignore[valid-type]
+    cancel_requested: BoolProperty(default=False)  # type: ignore[valid-type]
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0)  # type: ignore[valid-type]
+    status: StringProperty(default="")  # type: ignore[valid-type]
+    last_message: StringProperty(default="")  # type: ignore[valid-type]
+    last_ok: BoolProperty(default=True)  # type: ignore[valid-type]
+
+
+classes = (VIDMOCAP_PG_settings, VIDMOCAP_PG_job)
+
+
+def register() -> None:
+    for c in classes:
+        bpy.utils.register_class(c)
+    bpy.types.Scene.vidmocap = PointerProperty(type=VIDMOCAP_PG_settings)
+    bpy.types.WindowManager.vidmocap_job = PointerProperty(type=VIDMOCAP_PG_job)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.vidmocap_job
+    del bpy.types.Scene.vidmocap
+    for c in reversed(classes):
+        bpy.utils.unregister_class(c)
