@@ -28,14 +28,53 @@ log = logging.getLogger("make_devset")
 GROUPS = ("static", "moving", "occluded")
 
 
-def _val_clips():
-    """Validation clips of the mocap collection; None when engine.mocap cannot pose anny yet."""
+def mocap_clips(split: str = "val"):
+    """Clips of one split (``"val"`` or ``"train"``, by performer: ``engine.mocap.dataset.VAL_SUBJECTS``)
+    of the mocap collection; None when engine.mocap cannot pose anny yet."""
+    assert split in ("train", "val"), f"split must be train|val, got {split!r}"
     from synth.body import mocap_available
     if not mocap_available():
         return None
     from engine.mocap import dataset
-    entries = [e for e in dataset.list_clips(dataset.DEFAULT_ROOT) if e.split == "val"]
-    return entries
+    return [e for e in dataset.list_clips(dataset.DEFAULT_ROOT) if e.split == split]
+
+
+def sample_clip(seed: int, i: int, entries, *, frames: int, fps: float, width: int, height: int):
+    """Clip ``i`` of a set drawn from ``seed``: ``(group, body, spec, entry)``.
+
+    The group cycles through ``GROUPS``; the motion is a random window of a random clip of ``entries``
+    (``mocap_clips``), or the procedural walk when ``entries`` is None (``entry`` is then None). The
+    same arguments give the same clip.
+    """
+    import numpy as np
+
+    from synth import body as bd
+    from synth.spec import sample_spec
+
+    rng = np.random.default_rng([seed, i])
+    group = GROUPS[i % len(GROUPS)]
+    phen = bd.sample_phenotype(rng)
+    body = entry = None
+    while entries is not None and body is None:
+        from engine.mocap import dataset
+        entry = entries[int(rng.integers(len(entries)))]
+        motion = dataset.load_motion(entry, fps=fps)
+        if motion.num_frames < frames:
+            continue
+        start = int(rng.integers(0, motion.num_frames - frames + 1))
+        body = bd.from_motion(motion, phenotype=phen, start=start, n_frames=frames,
+                              yaw_deg=float(rng.uniform(-180, 180)))
+    if body is None:
+        entry = None
+        body = bd.procedural_walk(frames, fps, phenotype=phen, speed=float(rng.uniform(0.7, 1.6)),
+                                  heading_deg=float(rng.uniform(-180, 180)),
+                                  cadence_hz=float(rng.uniform(0.8, 1.05)), phase=float(rng.uniform(0, 6.28)))
+    centre = body.joints_world[:, 0, :2].mean(0)             # the clip's mean pelvis at the origin
+    body.joints_world[..., :2] -= centre
+    body.vertices[..., :2] -= centre.astype(np.float32)
+    spec = sample_spec(rng, group, body.joints_world, width=width, height=height, fps=fps,
+                       seed=seed * 1000 + i)
+    return group, body, spec, entry
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from synth import body as bd
     from synth.render import render_clip
-    from synth.spec import occlusion_stats, sample_spec
+    from synth.spec import occlusion_stats
 
-    entries = None if args.procedural else _val_clips()
+    entries = None if args.procedural else mocap_clips("val")
     if entries is not None:
         from engine.mocap import dataset
         log.info("motions: %d validation clips (%s)", len(entries), ", ".join(sorted(dataset.VAL_SUBJECTS)))
@@ -71,27 +109,8 @@ def main(argv: list[str] | None = None) -> int:
              "fps": args.fps, "clips": []}
     t_all = time.perf_counter()
     for i in range(args.n):
-        rng = np.random.default_rng([args.seed, i])
-        group = GROUPS[i % len(GROUPS)]
-        phen = bd.sample_phenotype(rng)
-        body = None
-        while entries is not None and body is None:
-            e = entries[int(rng.integers(len(entries)))]
-            motion = dataset.load_motion(e, fps=args.fps)
-            if motion.num_frames < args.frames:
-                continue
-            start = int(rng.integers(0, motion.num_frames - args.frames + 1))
-            body = bd.from_motion(motion, phenotype=phen, start=start, n_frames=args.frames,
-                                  yaw_deg=float(rng.uniform(-180, 180)))
-        if body is None:
-            body = bd.procedural_walk(args.frames, args.fps, phenotype=phen, speed=float(rng.uniform(0.7, 1.6)),
-                                      heading_deg=float(rng.uniform(-180, 180)),
-                                      cadence_hz=float(rng.uniform(0.8, 1.05)), phase=float(rng.uniform(0, 6.28)))
-        centre = body.joints_world[:, 0, :2].mean(0)             # the clip's mean pelvis at the origin
-        body.joints_world[..., :2] -= centre
-        body.vertices[..., :2] -= centre.astype(np.float32)
-        spec = sample_spec(rng, group, body.joints_world, width=args.width, height=args.height,
-                           fps=args.fps, seed=args.seed * 1000 + i)
+        group, body, spec, _ = sample_clip(args.seed, i, entries, frames=args.frames, fps=args.fps,
+                                           width=args.width, height=args.height)
         name = f"{i:02d}_{group}"
         if args.dry_run:
             from synth.spec import camera_track, in_view_flags, occluder_flags

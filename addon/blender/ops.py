@@ -270,11 +270,4 @@ classes = (IMPORT_ANIM_OT_video_mocap, VIDMOCAP_OT_run, VIDMOCAP_OT_cancel, VIDM
            VIDMOCAP_OT_setup_engine)
 
 
-def register() -> None:
-    for c in classes:
-        bpy.utils.register_class(c)
-
-
-def unregister() -> None:
-    for c in reversed(classes):
-        bpy.utils.unregister_class(c)
+register, unregister = bpy.utils.register_classes_factory(classes)  # unregisters in reverse

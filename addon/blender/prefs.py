@@ -75,12 +75,9 @@ def engine_root() -> Path:
 classes = (VIDMOCAP_AddonPreferences,)
 
 
-def register() -> None:
-    for c in classes:
-        bpy.utils.register_class(c)
+register, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 
 def unregister() -> None:
-    for c in reversed(classes):
-        bpy.utils.unregister_class(c)
+    _unregister_classes()
     STATUS_CACHE.clear()
