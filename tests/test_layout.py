@@ -1,0 +1,26 @@
+"""House rules that keep the two halves apart (STYLE.md #1)."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORT = r"^\s*(?:import|from)\s+({})\b"
+
+
+def offenders(folder: str, modules: str) -> list[str]:
+    pat = re.compile(IMPORT.format(modules), re.M)
+    return [f"{p.relative_to(ROOT)}: {m.group(0).strip()}" for p in (ROOT / folder).rglob("*.py")
+            for m in pat.finditer(p.read_text())]
+
+
+def test_engine_never_imports_blender():
+    assert offenders("engine", "bpy|mathutils|bpy_extras") == []
+
+
+def test_addon_core_is_pure():
+    assert offenders("addon/core", "bpy|mathutils|bpy_extras") == []
+
+
+def test_addon_never_imports_the_engine_stack():
+    # Blender's Python has numpy, not torch/mediapipe: those live in the engine's own environment
+    assert offenders("addon", "torch|mediapipe|cv2|av|anny|roma|scipy") == []
