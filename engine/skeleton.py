@@ -111,8 +111,8 @@ ANNY_CMU_MB_BONE = {
     "right_elbow": "RightForeArm",
     "left_wrist": "LeftHand",
     "right_wrist": "RightHand",
-    "left_hand": "LeftFingerBase",
-    "right_hand": "RightFingerBase",
+    "left_hand": "LeftHandFinger1",  # knuckles (FingerBase sits 3 cm from the wrist)
+    "right_hand": "RightHandFinger1",
 }
 
 # Foot points used for contact flags, in this order in ``foot_contacts``.
