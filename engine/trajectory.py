@@ -84,15 +84,20 @@ def reject_depth_outliers(t_cam: np.ndarray, support: np.ndarray, fps: float, *,
     return t
 
 
-def _interp_nans(x: np.ndarray) -> np.ndarray:
-    x = x.copy()
+def fill_gaps(x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Linear interpolation along time (axis 0) over the frames that are not ``valid``, held at the ends.
+
+    ``valid`` defaults to the frames whose values are all finite.
+    """
     T = x.shape[0]
-    idx = np.arange(T)
-    for c in range(x.shape[1]):
-        ok = np.isfinite(x[:, c])
-        if ok.any() and not ok.all():
-            x[~ok, c] = np.interp(idx[~ok], idx[ok], x[ok, c])
-    return x
+    flat = x.reshape(T, -1).copy()
+    if valid is None:
+        valid = np.all(np.isfinite(flat), axis=1)
+    if valid.any() and not valid.all():
+        idx = np.arange(T)
+        for c in range(flat.shape[1]):
+            flat[~valid, c] = np.interp(idx[~valid], idx[valid], flat[valid, c])
+    return flat.reshape(x.shape)
 
 
 def smooth(x: np.ndarray, fps: float, seconds: float, order: int = 2) -> np.ndarray:
