@@ -27,11 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import roma
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
 from .. import skeleton as sk
+from ..geometry import rotations as rot
 from .source import SourceClip
 
 # Source (Y up, character facing +Z, left +X) -> ours (Z up, facing -Y, left +X): +90 deg about X.
@@ -259,21 +259,15 @@ class Motion:
 # --- rotation helpers (conventions named once) -----------------------------------------------------
 
 def quat_wxyz_to_matrix(q: np.ndarray) -> np.ndarray:
-    shape = q.shape[:-1]
-    return Rotation.from_quat(q.reshape(-1, 4)[:, [1, 2, 3, 0]]).as_matrix().reshape(*shape, 3, 3)
+    return rot.quat_wxyz_to_matrix(torch.as_tensor(q, dtype=torch.float64)).numpy()
 
 
 def matrix_to_quat_wxyz(R: np.ndarray, continuous_axis: int | None = 0) -> np.ndarray:
     """Quaternions wxyz; with ``continuous_axis`` (time) the sign is flipped so q[t].q[t-1] >= 0."""
-    shape = R.shape[:-2]
-    q = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat()[:, [3, 0, 1, 2]].reshape(*shape, 4)
+    q = rot.matrix_to_quat_wxyz(torch.as_tensor(R, dtype=torch.float64))
     if continuous_axis is not None and q.shape[continuous_axis] > 1:
-        q = np.moveaxis(q, continuous_axis, 0).copy()
-        for t in range(1, q.shape[0]):
-            flip = np.sum(q[t] * q[t - 1], axis=-1) < 0
-            q[t][flip] *= -1
-        q = np.moveaxis(q, 0, continuous_axis)
-    return q
+        q = rot.quat_continuity(q, dim=continuous_axis)
+    return q.numpy()
 
 
 def minimal_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -292,10 +286,9 @@ def minimal_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def kabsch_vectors(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """(..., 3, 3) rotation R minimising sum w |R x_i - y_i|^2 for vectors x, y (..., N, 3) (roma)."""
+    """(..., 3, 3) rotation R minimising sum w |R x_i - y_i|^2 for vectors x, y (..., N, 3)."""
     w = None if weights is None else torch.as_tensor(np.broadcast_to(weights, x.shape[:-1]).copy())
-    R = roma.rigid_vectors_registration(torch.as_tensor(x), torch.as_tensor(y), weights=w)
-    return R.numpy()
+    return rot.align_vectors(torch.as_tensor(x), torch.as_tensor(y), weights=w).numpy()
 
 
 # --- retargeting --------------------------------------------------------------------------------------
