@@ -60,3 +60,21 @@ def make_audio(path: Path) -> Path:
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def write_frames(path: Path, images, *, fps: int = 10, codec: str = "libx264", pix_fmt: str = "yuv420p",
+                 container_options: dict[str, str] | None = None) -> Path:
+    """Encode RGB uint8 images (all the same size) as frames 0, 1, 2, ... at ``fps``."""
+    images = list(images)
+    h, w = images[0].shape[:2]
+    with av.open(str(path), "w", options=container_options or {}) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        for i, img in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path

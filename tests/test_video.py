@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -15,7 +14,7 @@ import pytest
 from engine.errors import EngineError
 from engine.video import TimestampSubsampler, VideoReader, iter_frames, probe, processed_size
 
-from media import LEVEL, MS, counter, make_audio, make_clip  # noqa: E402,F401
+from media import LEVEL, counter, make_audio, make_clip, write_frames
 
 
 def video_threads() -> list[threading.Thread]:
@@ -153,19 +152,12 @@ def test_video_too_large(tmp_path):
 
 def test_truncated_faststart_mp4_keeps_frames_and_warns(tmp_path):
     rng = np.random.default_rng(0)
-    path = tmp_path / "fs.mp4"
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:  # index first
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(20):
-            img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # noise: big packets
-            img[24:] = LEVEL * i
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    images = []
+    for i in range(20):
+        img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)  # noise: big packets
+        img[24:] = LEVEL * i
+        images.append(img)
+    path = write_frames(tmp_path / "fs.mp4", images, container_options={"movflags": "faststart"})  # index first
     data = path.read_bytes()
     cut = tmp_path / "fs_cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
@@ -256,19 +248,9 @@ def test_subsampler_matches_brute_force_nearest_frames():
 
 def test_downscale_long_frames(tmp_path):
     w, h = 3000, 200
-    path = tmp_path / "wide.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        img = np.zeros((h, w, 3), np.uint8)
-        img[:, 1400:1600] = 255  # a white band around x = 1500
-        for i in range(2):
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, 1400:1600] = 255  # a white band around x = 1500
+    path = write_frames(tmp_path / "wide.mp4", [img, img])
     reader = VideoReader(path)  # max_side 1280 by default
     assert (reader.width, reader.height) == processed_size(w, h, 1280) == (1280, 85)
     assert reader.scale == pytest.approx(1280 / 3000)
