@@ -1,8 +1,8 @@
 """Accuracy benchmark on the synthetic dev set (renders of the anny body with known motion and camera).
 
-    .venv/bin/python scripts/bench_accuracy.py [--devset .cache/devset] [--json out.json] [--jobs 1]
+    .venv/bin/python -m scripts.bench_accuracy [--devset .cache/devset] [--json out.json] [--jobs 1]
 
-Make the dev set first (reproducible from a seed): ``.venv/bin/python scripts/make_devset.py --out
+Make the dev set first (reproducible from a seed): ``.venv/bin/python -m scripts.make_devset --out
 .cache/devset --seed 0``. For every clip ``NAME.mp4`` + ``NAME_gt.npz`` the engine runs as a subprocess
 (as the add-on runs it) and two methods are scored against the ground truth in the same run:
 
@@ -27,12 +27,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from engine import metrics  # noqa: E402
-from engine import skeleton as sk  # noqa: E402
-from engine.pose import LM  # noqa: E402
-from engine.result import read_result  # noqa: E402
+from scripts.vmkit import metrics
+from engine import skeleton as sk
+from engine.pose import LM
+from engine.result import read_result
 
 METRICS = ("mpjpe", "pa_mpjpe", "w_mpjpe100", "wa_mpjpe100", "rte", "jitter", "accel_error", "foot_sliding")
 COLUMNS = METRICS + ("jitter_gt",)
@@ -132,7 +131,7 @@ def main(argv=None) -> int:
     if args.limit:
         clips = clips[: args.limit]
     if not clips:
-        print(f"No clips in {devset}: make them with scripts/make_devset.py --out {devset}", file=sys.stderr)
+        print(f"No clips in {devset}: make them with python -m scripts.make_devset --out {devset}", file=sys.stderr)
         return 2
     t_all = time.perf_counter()
     per_clip: list[dict] = []

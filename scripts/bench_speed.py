@@ -1,6 +1,6 @@
 """Speed and memory of the engine: frames per second of a whole ``run`` against a BlazePose-only pass.
 
-    .venv/bin/python scripts/bench_speed.py [--video CLIP] [--long-minutes 10] [--json OUT.json]
+    .venv/bin/python -m scripts.bench_speed [--video CLIP] [--long-minutes 10] [--json OUT.json]
 
 Two parts; every run is a fresh subprocess of the engine's Python (``--python``, default this one):
 
@@ -257,7 +257,8 @@ def run_engine(label: str, python: str, video: Path, work: Path, extra: list[str
 
 
 def run_pose_only(python: str, video: Path, work: Path, max_side: int, root: Path = ROOT) -> Measured:
-    cmd = [python, str(Path(__file__).resolve()), "--pose-worker", str(video), "--max-side", str(max_side),
+    # run as a module from ``root`` (the cwd), so that ``engine`` is the copy under measurement
+    cmd = [python, "-m", "scripts.bench_speed", "--pose-worker", str(video), "--max-side", str(max_side),
            "--engine-root", str(root)]
     return measure("pose_only", cmd, work / "pose_only.stderr.log", cwd=root)
 
@@ -266,7 +267,6 @@ def run_pose_only(python: str, video: Path, work: Path, max_side: int, root: Pat
 def pose_worker(video: str, max_side: int, root: Path) -> int:
     """Decode + BlazePose on every frame, as the engine does, and nothing else. JSON lines on stdout."""
     t_start = time.perf_counter()
-    sys.path.insert(0, str(root))
     from engine.pose import BlazePose
     from engine.video import VideoReader
 
@@ -435,7 +435,6 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     note("making a 720p clip from the bundled sample")
                     video = Path(encode_clip(SAMPLE, work / "sample_720p.mp4", 10.0, (1280, 720))["path"])
-            sys.path.insert(0, str(ROOT))
             from engine.errors import EngineError
             from engine.video import probe
 

@@ -1,12 +1,12 @@
 """BlazePose run on rendered clips of TRAINING performers, with ground truth (docs/training_data.md).
 
-    .venv/bin/python scripts/make_detector_data.py [--out .cache/training/blazepose_renders.npz] [--n 24]
+    .venv/bin/python -m scripts.make_detector_data [--out .cache/training/blazepose_renders.npz] [--n 24]
         [--frames 48] [--width 480] [--height 270] [--seed 0]
 
 Teaches the Rope network the real detector's bias: each clip is sampled like a dev-set clip
 (``make_devset.sample_clip``: static / moving / occluded groups, random anny shape, random scene) but
-from the TRAINING performers only (``engine.mocap.dataset.VAL_SUBJECTS`` are never used), rendered with
-Blender Workbench (``synth.render``), then decoded and detected exactly as the engine does
+from the TRAINING performers only (``scripts.vmkit.mocap.dataset.VAL_SUBJECTS`` are never used), rendered with
+Blender Workbench (``scripts.vmkit.synth.render``), then decoded and detected exactly as the engine does
 (``engine.video.VideoReader`` -> ``engine.pose.BlazePose`` -> ``engine.pose.LandmarkBuffer``).
 All clips go, concatenated along the frame axis, into one npz (loads with ``allow_pickle=False``).
 The rendered mp4 and GT npz of each clip are kept next to it in ``<out stem>_clips/``.
@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synth import ROOT  # noqa: E402  (also puts the project root on sys.path)
+from scripts.vmkit.synth import ROOT
 
 log = logging.getLogger("make_detector_data")
 FORMAT = "video_mocap.detector_renders"
@@ -128,17 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.width % 2 or args.height % 2:
         ap.error("--width and --height must be even (H.264 yuv420p)")
 
-    from make_devset import mocap_clips, sample_clip
+    from scripts.make_devset import mocap_clips, sample_clip
 
-    from engine.mocap.dataset import VAL_SUBJECTS
+    from scripts.vmkit.mocap.dataset import VAL_SUBJECTS
     from engine.pose import LANDMARK_NAMES
     from engine.skeleton import JOINT_NAMES
-    from synth.body import PHENOTYPE_NAMES
-    from synth.render import render_clip
+    from scripts.vmkit.synth.body import PHENOTYPE_NAMES
+    from scripts.vmkit.synth.render import render_clip
 
     entries = mocap_clips("train")
     if not entries:
-        log.error("engine.mocap cannot pose anny, or the collection has no training clips")
+        log.error("scripts.vmkit.mocap cannot pose anny, or the collection has no training clips")
         return 1
     assert not any(e.subject in VAL_SUBJECTS for e in entries)
     log.info("motions: %d training clips of %d performers", len(entries), len({e.subject for e in entries}))

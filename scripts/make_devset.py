@@ -1,12 +1,12 @@
 """Render a small synthetic dev set (reproducible from a seed) with ground truth.
 
-    .venv/bin/python scripts/make_devset.py --out .cache/devset --seed 0 [--n 12] [--frames 60]
+    .venv/bin/python -m scripts.make_devset --out .cache/devset --seed 0 [--n 12] [--frames 60]
 
 Clips cycle through three groups: ``static`` camera, ``moving`` camera (pan / dolly / handheld) and
 ``occluded`` (static camera, boxes/pillars/counters on the line of sight, placed so that they hide 15-50 %
-of the joint-frames and leave the torso free in at least 60 % of the frames, see ``synth.spec``). Body shapes are random anny
+of the joint-frames and leave the torso free in at least 60 % of the frames, see ``scripts.vmkit.synth.spec``). Body shapes are random anny
 phenotypes. Motions come from the VALIDATION performers of the mocap collection
-(``engine.mocap.dataset.VAL_SUBJECTS``) when ``engine.mocap.anny_pose`` is available, else from the
+(``scripts.vmkit.mocap.dataset.VAL_SUBJECTS``) when ``scripts.vmkit.mocap.anny_pose`` is available, else from the
 built-in procedural walk (with random speed, heading and cadence). Writes per clip ``NN_group.mp4``,
 ``NN_group_gt.npz`` (docs/synthetic_data.md), a preview PNG, and ``index.json`` for the whole set.
 """
@@ -20,22 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synth import ROOT  # noqa: E402  (also puts the project root on sys.path)
+from scripts.vmkit.synth import ROOT
 
 log = logging.getLogger("make_devset")
 GROUPS = ("static", "moving", "occluded")
 
 
 def mocap_clips(split: str = "val"):
-    """Clips of one split (``"val"`` or ``"train"``, by performer: ``engine.mocap.dataset.VAL_SUBJECTS``)
-    of the mocap collection; None when engine.mocap cannot pose anny yet."""
+    """Clips of one split (``"val"`` or ``"train"``, by performer: ``scripts.vmkit.mocap.dataset.VAL_SUBJECTS``)
+    of the mocap collection; None when scripts.vmkit.mocap cannot pose anny yet."""
     assert split in ("train", "val"), f"split must be train|val, got {split!r}"
-    from synth.body import mocap_available
+    from scripts.vmkit.synth.body import mocap_available
     if not mocap_available():
         return None
-    from engine.mocap import dataset
+    from scripts.vmkit.mocap import dataset
     return [e for e in dataset.list_clips(dataset.DEFAULT_ROOT) if e.split == split]
 
 
@@ -48,15 +47,15 @@ def sample_clip(seed: int, i: int, entries, *, frames: int, fps: float, width: i
     """
     import numpy as np
 
-    from synth import body as bd
-    from synth.spec import sample_spec
+    from scripts.vmkit.synth import body as bd
+    from scripts.vmkit.synth.spec import sample_spec
 
     rng = np.random.default_rng([seed, i])
     group = GROUPS[i % len(GROUPS)]
     phen = bd.sample_phenotype(rng)
     body = entry = None
     while entries is not None and body is None:
-        from engine.mocap import dataset
+        from scripts.vmkit.mocap import dataset
         entry = entries[int(rng.integers(len(entries)))]
         motion = dataset.load_motion(entry, fps=fps)
         if motion.num_frames < frames:
@@ -95,15 +94,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from synth.render import render_clip
-    from synth.spec import occlusion_stats
+    from scripts.vmkit.synth.render import render_clip
+    from scripts.vmkit.synth.spec import occlusion_stats
 
     entries = None if args.procedural else mocap_clips("val")
     if entries is not None:
-        from engine.mocap import dataset
+        from scripts.vmkit.mocap import dataset
         log.info("motions: %d validation clips (%s)", len(entries), ", ".join(sorted(dataset.VAL_SUBJECTS)))
     else:
-        log.info("motions: procedural walk (engine.mocap.anny_pose not available or --procedural)")
+        log.info("motions: procedural walk (scripts.vmkit.mocap.anny_pose not available or --procedural)")
     args.out.mkdir(parents=True, exist_ok=True)
     index = {"seed": args.seed, "n": args.n, "frames": args.frames, "size": [args.width, args.height],
              "fps": args.fps, "clips": []}
@@ -113,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                                            width=args.width, height=args.height)
         name = f"{i:02d}_{group}"
         if args.dry_run:
-            from synth.spec import camera_track, in_view_flags, occluder_flags
+            from scripts.vmkit.synth.spec import camera_track, in_view_flags, occluder_flags
             eye = camera_track(spec.camera, body.joints_world[:, 0], args.fps, spec.seed)[0, :3, 3]
             occ = occlusion_stats(occluder_flags(eye, body.joints_world, spec.occluders))
             log.info("%s: %s camera, %s, %d occluders, occluded %.3f, torso free %.3f, frames with occlusion "
@@ -126,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         rec = {"name": name, "group": group, "camera": spec.camera.kind, "motion": body.source,
                "occluders": len(spec.occluders), "phenotype": body.phenotype, **{k: round(v, 3) for k, v in stats.items()}}
         if not args.no_detect:
-            from synth.detect import detection_rate
+            from scripts.vmkit.synth.detect import detection_rate
             rec["blazepose_detection_rate"] = round(detection_rate(args.out / f"{name}.mp4"), 3)
         gt = np.load(args.out / f"{name}_gt.npz", allow_pickle=False)
         rec["occluded_joint_fraction"] = round(float(gt["occluded"].mean()), 3)

@@ -1,10 +1,10 @@
 """Render the bundled sample clip: the anny body walking, static camera, with ground truth.
 
-    .venv/bin/python scripts/make_sample_video.py [--out-dir engine/data] [--procedural]
+    .venv/bin/python -m scripts.make_sample_video [--out-dir engine/data] [--procedural]
 
 Writes ``sample_walk.mp4`` (640x360, 30 fps, H.264 yuv420p, ~3.5 s) and ``sample_walk_gt.npz``
 (format: docs/synthetic_data.md). The motion is CMU subject 07 walk (07_06) retargeted by
-``engine.mocap`` when that module provides ``anny_pose``; ``--procedural`` (or its absence) uses the
+``scripts.vmkit.mocap`` when that module provides ``anny_pose``; ``--procedural`` (or its absence) uses the
 built-in sinusoidal walk. Then BlazePose (complexity 1, tracking mode) is run on the result and the
 detection rate printed.
 """
@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synth import ROOT  # noqa: E402  (also puts the project root on sys.path)
+from scripts.vmkit.synth import ROOT
 
 log = logging.getLogger("make_sample_video")
 
@@ -39,10 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
-    from synth import body as bd
-    from synth.detect import detection_rate
-    from synth.render import render_clip
-    from synth.spec import CameraSpec, SceneSpec
+    from scripts.vmkit.synth import body as bd
+    from scripts.vmkit.synth.detect import detection_rate
+    from scripts.vmkit.synth.render import render_clip
+    from scripts.vmkit.synth.spec import CameraSpec, SceneSpec
 
     phenotype = {"gender": 0.35, "age": 0.5, "muscle": 0.55, "weight": 0.45, "height": 0.55, "proportions": 0.5}
     if not args.procedural and bd.mocap_available():

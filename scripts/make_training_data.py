@@ -1,10 +1,10 @@
 """Build the training/validation arrays from the mocap in data/mocap (docs/training_data.md).
 
-    .venv/bin/python scripts/make_training_data.py --out .cache/training [--fps 30] [--obs-copies 1]
+    .venv/bin/python -m scripts.make_training_data --out .cache/training [--fps 30] [--obs-copies 1]
 
 Writes ``motion_{train,val}.npz`` (vm24 ground truth, clips concatenated) and
 ``obs_{train,val}.npz`` (synthetic BlazePose landmarks, ``--obs-copies`` random cameras per clip).
-The split is by performer (engine.mocap.dataset.VAL_SUBJECTS). Exits non-zero on failure.
+The split is by performer (scripts.vmkit.mocap.dataset.VAL_SUBJECTS). Exits non-zero on failure.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import skeleton as sk  # noqa: E402
-from engine.mocap.dataset import DEFAULT_ROOT, list_clips, load_motion  # noqa: E402
-from engine.mocap.synth_landmarks import LANDMARK_NAMES, synthesize  # noqa: E402
+from engine import skeleton as sk
+from scripts.vmkit.mocap.dataset import DEFAULT_ROOT, list_clips, load_motion
+from scripts.vmkit.mocap.synth_landmarks import LANDMARK_NAMES, synthesize
 
 log = logging.getLogger("make_training_data")
 

@@ -1,6 +1,6 @@
 """Look at a result as a user would: the skeleton drawn over the footage, plus a side view of the world.
 
-    python scripts/render_overlay.py RESULT.npz [--video VIDEO] --out preview.mp4 [--sheet sheet.png]
+    python -m scripts.render_overlay RESULT.npz [--video VIDEO] --out preview.mp4 [--sheet sheet.png]
 
 The left panel projects ``joints_world`` through the result's camera (intrinsics + per-frame
 extrinsics) onto the video frames; the right panel shows the world skeleton from the side (X right,
@@ -17,11 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import skeleton as sk  # noqa: E402
-from engine.result import read_result  # noqa: E402
-from engine.video import VideoReader  # noqa: E402
+from engine import skeleton as sk
+from engine.result import read_result
+from engine.video import VideoReader
 
 LEFT = (60, 120, 255)   # BGR-ish in RGB images: left side blue
 RIGHT = (255, 90, 60)   # right side red

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, for engine.result/skeleton
 
 
 def make_result(path: str | os.PathLike, frames: int = 48, seed: int = 0, fps: float = 24.0) -> dict:

@@ -11,15 +11,13 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from addon.core import engine as core_engine  # noqa: E402
 from addon.core import rig  # noqa: E402
 from addon.core.result import ResultError, read_result  # noqa: E402
 
 FAKE = str(ROOT / "tests" / "fake_engine.py")
-sys.path.insert(0, str(ROOT / "tests"))
-import fake_engine  # noqa: E402
+import fake_engine  # noqa: E402  (tests/ is on pytest.ini's pythonpath)
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import make_detector_data as mdd  # noqa: E402
+from scripts import make_detector_data as mdd  # noqa: E402
 from engine.pose import LM  # noqa: E402
 from engine.skeleton import INDEX  # noqa: E402
 

@@ -24,3 +24,16 @@ def test_addon_core_is_pure():
 def test_addon_never_imports_the_engine_stack():
     # Blender's Python has numpy, not torch/mediapipe: those live in the engine's own environment
     assert offenders("addon", "torch|mediapipe|cv2|av|anny|roma|scipy") == []
+
+
+def test_engine_never_imports_the_data_kit():
+    # dataset readers, metrics and the renderer live in scripts/vmkit; the shipped engine is inference only
+    assert offenders("engine", r"scripts|vmkit") == []
+    assert not (ROOT / "engine" / "mocap").exists() and not (ROOT / "engine" / "metrics.py").exists()
+
+
+def test_no_sys_path_edits():
+    pat = re.compile(r"sys\.path\.(?:insert|append|extend)\(")
+    hits = [str(p.relative_to(ROOT)) for folder in ("engine", "addon", "scripts", "tests")
+            for p in (ROOT / folder).rglob("*.py") if pat.search(p.read_text())]
+    assert hits == [], "import as packages (python -m scripts.NAME; pytest.ini's pythonpath) instead"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from engine import metrics as M
+from scripts.vmkit import metrics as M
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from engine import skeleton as sk
-from engine.mocap.asf_amc import asf_amc_to_clip, parse_amc, parse_asf
-from engine.mocap.bvh import parse_bvh
-from engine.mocap.dataset import DEFAULT_ROOT, VAL_SUBJECTS, list_clips, load_motion
-from engine.mocap.retarget import matrix_to_quat_wxyz, quat_wxyz_to_matrix
-from engine.mocap.synth_landmarks import LANDMARK_NAMES, landmarks_from_joints, synthesize
+from scripts.vmkit.mocap.asf_amc import asf_amc_to_clip, parse_amc, parse_asf
+from scripts.vmkit.mocap.bvh import parse_bvh
+from scripts.vmkit.mocap.dataset import DEFAULT_ROOT, VAL_SUBJECTS, list_clips, load_motion
+from scripts.vmkit.mocap.retarget import matrix_to_quat_wxyz, quat_wxyz_to_matrix
+from scripts.vmkit.mocap.synth_landmarks import LANDMARK_NAMES, landmarks_from_joints, synthesize
 
 TINY_BVH = """HIERARCHY
 ROOT Hips
@@ -149,9 +149,9 @@ def test_split_is_by_subject():
 @pytest.mark.parametrize("name", ["cmu-mb/07/07_01", "hdm05/train/5/HDM_bd_jogLeftCircle4StepsRstart_001_120",
                                   "cmu-daz/12/12_01", "secondlife/avatar_walk"])
 def test_retarget_real_clip(name):
-    from engine.mocap.asf_amc import load_asf_amc
-    from engine.mocap.bvh import load_bvh
-    from engine.mocap.retarget import detect_source_map, retarget
+    from scripts.vmkit.mocap.asf_amc import load_asf_amc
+    from scripts.vmkit.mocap.bvh import load_bvh
+    from scripts.vmkit.mocap.retarget import detect_source_map, retarget
 
     entry = {c.name: c for c in list_clips()}.get(name)
     if entry is None:
@@ -208,8 +208,8 @@ ANNY_CACHE = Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "ann
 @pytest.mark.skipif(not any(ANNY_CACHE.glob("**/build_compact_model_data_*.safetensors")),
                     reason="anny model not built (first build takes ~75 s)")
 def test_anny_follows_motion():
-    from engine import metrics
-    from engine.mocap.anny_pose import get_anny_model, phenotype_for_motion, pose_anny
+    from scripts.vmkit import metrics
+    from scripts.vmkit.mocap.anny_pose import get_anny_model, phenotype_for_motion, pose_anny
 
     model = get_anny_model()
     missing = set(sk.ANNY_CMU_MB_BONE.values()) - set(model.bone_labels)

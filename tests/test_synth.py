@@ -3,15 +3,12 @@ truth must project onto the rendered body."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-from synth.cameras import intrinsics, look_at, project, world_to_opencv  # noqa: E402
+from scripts.vmkit.synth.cameras import intrinsics, look_at, project, world_to_opencv  # noqa: E402
 
 
 def test_look_at_opencv_convention():
@@ -34,9 +31,9 @@ def test_render_projection_matches_image(tmp_path):
     pytest.importorskip("bpy")
     pytest.importorskip("anny")
     import av
-    from synth.body import procedural_walk
-    from synth.render import render_clip
-    from synth.spec import CameraSpec, Occluder, SceneSpec
+    from scripts.vmkit.synth.body import procedural_walk
+    from scripts.vmkit.synth.render import render_clip
+    from scripts.vmkit.synth.spec import CameraSpec, Occluder, SceneSpec
 
     body = procedural_walk(2, 30.0, speed=1.0, heading_deg=90.0)        # walks toward +X, across the view
     green = (0.05, 0.9, 0.05)
@@ -79,7 +76,7 @@ def test_render_projection_matches_image(tmp_path):
         # Knees and feet are behind the wall: flagged occluded, and not body-coloured in the image.
         low = [names.index(n) for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")]
         assert gt["occluded"][i, low].all()
-        from synth.spec import occluder_flags
+        from scripts.vmkit.synth.spec import occluder_flags
         assert (occluder_flags(gt["camera_matrix_world_blender"][i, :3, 3], gt["joints_world"][i:i + 1].astype(float),
                                spec.occluders)[0] == gt["occluded"][i]).all(), "numpy ray maths != BVH ray casts"
         assert not gt["occluded"][i, top].any()
@@ -103,7 +100,7 @@ def test_spec_json_roundtrip_and_occluders_on_line_of_sight():
     import json
     from dataclasses import asdict
 
-    from synth.spec import camera_track, sample_spec, spec_from_json
+    from scripts.vmkit.synth.spec import camera_track, sample_spec, spec_from_json
 
     joints = _stick_walker(30, speed=2.0)
     pelvis = joints[:, 0]
@@ -120,7 +117,7 @@ def test_spec_json_roundtrip_and_occluders_on_line_of_sight():
 
 
 def test_occluder_ray_maths_and_occlusion_rule():
-    from synth.spec import (OCCLUDED_FRACTION, TORSO_VISIBLE_MIN, Occluder, camera_track, in_view_flags,
+    from scripts.vmkit.synth.spec import (OCCLUDED_FRACTION, TORSO_VISIBLE_MIN, Occluder, camera_track, in_view_flags,
                             occluder_flags, occlusion_ok, occlusion_stats, sample_spec)
 
     # Known geometry: camera at -Y looking at a person at the origin.

@@ -17,7 +17,6 @@ from conftest import FAKE_ENGINE, MODULE, ROOT, blender_ext
 
 import bpy  # noqa: E402  (conftest set HOME first)
 
-sys.path.insert(0, str(ROOT / "tests"))
 import fake_engine  # noqa: E402
 
 # World joints of the created armature vs the file's joints_world (float32 keys, float32 matrices).

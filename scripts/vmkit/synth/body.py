@@ -1,7 +1,7 @@
 """Posed anny bodies for the renderer (no bpy): vertices per frame, vm24 joints, foot contacts.
 
 Two sources of motion:
-- ``from_mocap``: a BVH clip retargeted by ``engine.mocap`` (the project's loader), posed on anny.
+- ``from_mocap``: a BVH clip retargeted by ``scripts.vmkit.mocap`` (the project's loader), posed on anny.
 - ``procedural_walk``: a simple sinusoidal walk on anny's ``cmu_mb`` rig (fallback and tests).
 
 Everything is returned in world coordinates: metres, Z up, floor at z = 0.
@@ -40,9 +40,9 @@ class PosedBody:
 
 @functools.lru_cache(maxsize=1)
 def anny_model():
-    """anny with the cmu_mb rig (shared with engine.mocap.anny_pose when present: one model in memory)."""
+    """anny with the cmu_mb rig (shared with scripts.vmkit.mocap.anny_pose when present: one model in memory)."""
     try:
-        from engine.mocap.anny_pose import get_anny_model
+        from scripts.vmkit.mocap.anny_pose import get_anny_model
     except ImportError:
         import anny  # heavy: torch + warp; the cmu_mb rig is cached under ~/.cache/anny
         return anny.Anny(rig="cmu_mb")
@@ -178,7 +178,7 @@ def _pose_anny(pose: np.ndarray, phenotype: dict[str, float] | None) -> dict:
 
 def mocap_available() -> bool:
     try:
-        import engine.mocap.anny_pose  # noqa: F401
+        import scripts.vmkit.mocap.anny_pose  # noqa: F401
     except ImportError:
         return False
     return True
@@ -192,12 +192,12 @@ def _rigid_z(points: np.ndarray, yaw_rad: float, shift_xy: np.ndarray) -> np.nda
 
 def from_motion(motion, *, phenotype: dict[str, float] | None = None, start: int = 0,
                 n_frames: int | None = None, yaw_deg: float = 0.0, centre: bool = True) -> PosedBody:
-    """Pose anny with a retargeted ``engine.mocap`` Motion (frames ``start:start+n_frames``).
+    """Pose anny with a retargeted ``scripts.vmkit.mocap`` Motion (frames ``start:start+n_frames``).
 
     The clip is turned by ``yaw_deg`` about Z and (``centre``) moved so that its mean pelvis position
     is at the origin; the floor stays at z = 0.
     """
-    from engine.mocap.anny_pose import pose_anny
+    from scripts.vmkit.mocap.anny_pose import pose_anny
 
     phen = {n: 0.5 for n in PHENOTYPE_NAMES}
     phen.update(phenotype or {})
@@ -228,16 +228,16 @@ def from_motion(motion, *, phenotype: dict[str, float] | None = None, start: int
 
 def from_mocap(path, *, phenotype: dict[str, float] | None = None, n_frames: int | None = None,
                fps: float = 30.0, start: int = 0, yaw_deg: float = 0.0) -> PosedBody:
-    """Load a BVH / ASF-AMC clip with ``engine.mocap`` (retargeted to vm24) and pose anny with it."""
-    from engine.mocap import dataset
+    """Load a BVH / ASF-AMC clip with ``scripts.vmkit.mocap`` (retargeted to vm24) and pose anny with it."""
+    from scripts.vmkit.mocap import dataset
 
     path = str(path)
     entries = [e for e in dataset.list_clips(dataset.DEFAULT_ROOT) if e.path == path]
     if entries:
         motion = dataset.load_motion(entries[0], fps=fps)
     else:  # a file outside the collection
-        from engine.mocap.bvh import load_bvh
-        from engine.mocap.retarget import detect_source_map, retarget
+        from scripts.vmkit.mocap.bvh import load_bvh
+        from scripts.vmkit.mocap.retarget import detect_source_map, retarget
         clip = load_bvh(path)
         motion = retarget(clip, detect_source_map(clip), fps=fps, name=Path(path).stem)
     return from_motion(motion, phenotype=phenotype, start=start, n_frames=n_frames, yaw_deg=yaw_deg)

@@ -17,7 +17,7 @@ from .asf_amc import load_asf_amc
 from .bvh import load_bvh
 from .retarget import Motion, detect_source_map, retarget
 
-DEFAULT_ROOT = Path(os.environ.get("VIDMOCAP_MOCAP_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "mocap"))
+DEFAULT_ROOT = Path(os.environ.get("VIDMOCAP_MOCAP_DIR", Path(__file__).resolve().parents[4] / "shared" / "data" / "mocap"))
 
 # Validation performers: two CMU-MB subjects (07 walking, 09 running), one Daz-format CMU subject (16),
 # the HDM05 test actors (mm, tr; HDM05's own split) and the CMU Indian dance performer (94).

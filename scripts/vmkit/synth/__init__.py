@@ -2,12 +2,12 @@
 
 Run the entry points with the project's venv python (it has both ``bpy`` and ``anny``)::
 
-    .venv/bin/python scripts/make_sample_video.py
-    .venv/bin/python scripts/make_devset.py --out .cache/devset --seed 0
+    .venv/bin/python -m scripts.make_sample_video
+    .venv/bin/python -m scripts.make_devset --out .cache/devset --seed 0
 
 Modules:
 - ``cameras``: pure numpy camera maths (intrinsics, Blender -> OpenCV extrinsics, projection, look-at).
-- ``body``: posed anny bodies (mocap through ``engine.mocap`` when available, else a procedural walk).
+- ``body``: posed anny bodies (mocap through ``scripts.vmkit.mocap`` when available, else a procedural walk).
 - ``spec``: the scene description (a dataclass) and its random sampler.
 - ``scene``: builds the Blender scene from a spec (imports bpy).
 - ``render``: renders a clip to H.264 mp4 and writes the ground-truth ``.npz`` (imports bpy).
@@ -18,9 +18,6 @@ The ground-truth format is documented in docs/synthetic_data.md.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the scripts import the engine package (pure numpy parts only)
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[3]  # the repository

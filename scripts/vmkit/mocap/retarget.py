@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
-from .. import skeleton as sk
-from ..geometry import rotations as rot
+from engine import skeleton as sk
+from engine.geometry import rotations as rot
 from .source import SourceClip
 
 # Source (Y up, character facing +Z, left +X) -> ours (Z up, facing -Y, left +X): +90 deg about X.

@@ -1,6 +1,6 @@
-"""Pose the anny body (rig ``cmu_mb``) with a vm24 :class:`~engine.mocap.retarget.Motion`.
+"""Pose the anny body (rig ``cmu_mb``) with a vm24 :class:`~scripts.vmkit.mocap.retarget.Motion`.
 
-    from engine.mocap.anny_pose import pose_anny, phenotype_for_motion
+    from scripts.vmkit.mocap.anny_pose import pose_anny, phenotype_for_motion
     fr = pose_anny(motion, phenotype=None, frames=slice(0, 100), device="cpu")
     fr.vertices      # (T, V, 3) float32, world frame: metres, Z up, the floor at z = 0
     fr.faces         # (F, 3) int64 triangles (same for every frame)
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .. import skeleton as sk
+from engine import skeleton as sk
 from .retarget import Motion, kabsch_vectors, minimal_rotation
 
 RIG = "cmu_mb"
