@@ -37,3 +37,17 @@ def quat_continuity(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
 def align_vectors(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Rotation R (..., 3, 3) minimising sum_i w_i |R x_i - y_i|^2 for vectors x, y (..., N, 3)."""
     return roma.rigid_vectors_registration(x, y, weights=weights)
+
+
+def rot6d_cols_to_matrix(x: torch.Tensor) -> torch.Tensor:
+    """(..., 6) -> (..., 3, 3): the 6D representation is the matrix's first two COLUMNS, concatenated
+    ``[c1 (3), c2 (3)]``; Gram-Schmidt (roma.special_gramschmidt) makes a proper rotation."""
+    return roma.special_gramschmidt(x.reshape(*x.shape[:-1], 2, 3).transpose(-1, -2))
+
+
+def matrix_to_rot6d_cols(R: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) -> (..., 6), inverse of ``rot6d_cols_to_matrix`` for rotations."""
+    return R[..., :, :2].transpose(-1, -2).reshape(*R.shape[:-2], 6)
+
+
+rotmat_geodesic_distance = roma.rotmat_geodesic_distance  # (..., 3, 3) x2 -> (...,) radians

@@ -69,9 +69,13 @@ LEFT_RIGHT = [(i, LANDMARK_NAMES.index(n.replace("left", "right"))) for i, n in 
               if n.startswith("left") or n == "mouth_left"]
 
 
-def landmarks_from_joints(joints: np.ndarray, world_rot: np.ndarray) -> np.ndarray:
-    """(T, 33, 3) world landmark points from vm24 joints (T, 24, 3) and world rotations (T, 24, 3, 3)."""
-    return joints[:, LANDMARK_JOINT] + np.einsum("tlab,lb->tla", world_rot[:, LANDMARK_JOINT], LANDMARK_OFFSET)
+def landmarks_from_joints(joints: np.ndarray, world_rot: np.ndarray,
+                          offset: np.ndarray | None = None) -> np.ndarray:
+    """(T, 33, 3) world landmark points from vm24 joints (T, 24, 3) and world rotations (T, 24, 3, 3).
+
+    ``offset`` (33, 3) replaces ``LANDMARK_OFFSET`` (e.g. offsets calibrated on the real detector)."""
+    off = LANDMARK_OFFSET if offset is None else offset
+    return joints[:, LANDMARK_JOINT] + np.einsum("tlab,lb->tla", world_rot[:, LANDMARK_JOINT], off)
 
 
 @dataclass
@@ -111,10 +115,13 @@ def random_camera(rng: np.random.Generator, target: np.ndarray, extent: float) -
 
 def synthesize(joints: np.ndarray, world_rot: np.ndarray, rng: np.random.Generator, *,
                camera: Camera | None = None, noise_2d_px: float = 3.0, noise_world: float = 0.025,
-               dropout: float = 0.03, occluder_prob: float = 0.3, miss_prob: float = 0.01) -> dict[str, np.ndarray]:
-    """Noisy BlazePose-like landmarks for one clip; returns image/world/visibility + the camera."""
+               dropout: float = 0.03, occluder_prob: float = 0.3, miss_prob: float = 0.01,
+               landmark_offset: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Noisy BlazePose-like landmarks for one clip; returns image/world/visibility + the camera.
+
+    ``landmark_offset`` (33, 3): see ``landmarks_from_joints``."""
     T = joints.shape[0]
-    P = landmarks_from_joints(joints, world_rot)                                    # (T, 33, 3)
+    P = landmarks_from_joints(joints, world_rot, landmark_offset)                                    # (T, 33, 3)
     if camera is None:
         pel = joints[:, 0]
         extent = float(np.linalg.norm(pel.max(0) - pel.min(0)))

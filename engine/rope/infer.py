@@ -1,0 +1,112 @@
+"""Rope inference: BlazePose landmark track -> vm24 body pose in solve.py's body-camera frame.
+
+    rope = Rope.load()                       # models/rope/{config.json, rope.safetensors}, strict
+    out = rope.predict(image, world, visibility, valid, (W, H), device="cpu")
+
+Same conventions as ``solve.solve_body`` + ``solve.measure_body``: ``rotations[:, 0]`` is the root
+orientation in the body-camera frame (BlazePose world axes turned ``(x, z, -y)``), ``root`` the pelvis
+relative to the landmarks' hip centre in that frame, ``rest_offsets`` one skeleton for the clip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from .. import skeleton as sk
+from ..geometry import rotations as rot
+from .config import RopeConfig
+from .network import RopeNet, landmark_features, window_indices
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "models" / "rope"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "rope.safetensors"
+HEAD_TOP_ABOVE_HEAD_JOINT = 0.10   # metres, for a 1.70 m body (as solve.measure_body)
+
+
+@dataclass
+class RopeOutput:
+    rotations: np.ndarray         # (T, 24, 3, 3) local rotations; [:, 0] root in the body-camera frame
+    root: np.ndarray              # (T, 3) pelvis relative to the landmarks' hip centre, body-camera frame
+    rest_offsets: np.ndarray      # (24, 3) metres, one skeleton for the clip
+    height: float                 # metres, top of the head to the sole
+    joint_confidence: np.ndarray  # (T, 24) 0..1: visibility of the evidence each joint attended to
+
+
+def save_weights(net: RopeNet, directory: str | Path) -> None:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    net.cfg.save(d / CONFIG_NAME)
+    save_file({k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}, str(d / WEIGHTS_NAME))
+
+
+def load_net(directory: str | Path = DEFAULT_DIR) -> RopeNet:
+    """Build the network from ``config.json`` and load ``rope.safetensors`` strictly (any missing or
+    unexpected key, or a shape mismatch, raises)."""
+    d = Path(directory)
+    if not (d / WEIGHTS_NAME).exists():
+        raise FileNotFoundError(f"Rope weights not found: {d / WEIGHTS_NAME} (train them with "
+                                f"python -m scripts.train_rope, or restore models/rope/ from the repository)")
+    cfg = RopeConfig.load(d / CONFIG_NAME)
+    net = RopeNet(cfg)
+    net.load_state_dict(load_file(str(d / WEIGHTS_NAME)), strict=True)
+    return net.eval()
+
+
+def body_height(rest_offsets: np.ndarray) -> float:
+    """Standing height (m) of a rest skeleton: head joint height + the head top above it (scaled by the
+    spine length against the default skeleton's)."""
+    pos = sk.rest_positions(rest_offsets)
+    spine = [sk.INDEX[n] for n in ("spine1", "spine2", "spine3", "neck", "head")]
+    s = np.linalg.norm(rest_offsets[spine], axis=-1).sum() / np.linalg.norm(sk.DEFAULT_REST_OFFSETS[spine], axis=-1).sum()
+    return float(pos[sk.INDEX["head"], 2] + HEAD_TOP_ABOVE_HEAD_JOINT * s)
+
+
+class Rope:
+    """Inference wrapper around ``RopeNet``."""
+
+    def __init__(self, net: RopeNet):
+        self.net = net.eval()
+        self.cfg = net.cfg
+
+    @classmethod
+    def load(cls, directory: str | Path = DEFAULT_DIR) -> "Rope":
+        return cls(load_net(directory))
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, world: np.ndarray, visibility: np.ndarray, valid: np.ndarray,
+                image_size, *, device: str = "cpu", batch: int = 2048) -> RopeOutput:
+        """LandmarkTrack arrays (engine/pose.py) -> RopeOutput. ``image_size``: (width, height) pixels."""
+        T = int(len(valid))
+        valid = np.asarray(valid, bool)
+        if T == 0 or not valid.any():
+            raise ValueError("Rope needs at least one frame with a detected person")
+        net = self.net.to(device)
+        idx = window_indices(T, self.cfg.window)                                       # (T, W)
+        img = torch.as_tensor(np.asarray(image, np.float32), device=device)
+        wld = torch.as_tensor(np.asarray(world, np.float32), device=device)
+        vis = torch.as_tensor(np.asarray(visibility, np.float32), device=device)
+        val = torch.as_tensor(valid, device=device)
+        size = torch.as_tensor(np.asarray(image_size, np.float32), device=device)
+        R_out, root_out, rest_out, conf_out = [], [], [], []
+        for a in range(0, T, batch):
+            ix = torch.as_tensor(idx[a:a + batch], device=device)                    # (b, W)
+            lm, glob, vis_c = landmark_features(img[ix], wld[ix], vis[ix], val[ix], size.expand(len(ix), 2))
+            out = net(lm, glob, vis_c)
+            R_out.append(rot.rot6d_cols_to_matrix(out["rot6d"]).cpu())              # (b, 24, 3, 3)
+            root_out.append(out["root"].cpu())
+            rest_out.append(out["rest"].cpu())
+            conf_out.append((out["attn"] * vis_c[:, None]).sum(-1).cpu())           # (b, 24)
+        R = torch.cat(R_out).numpy()
+        root = torch.cat(root_out).numpy()
+        rest_all = torch.cat(rest_out).numpy()
+        conf = torch.cat(conf_out).numpy()
+        # one skeleton: median over the frames with a detection
+        rest = np.median(rest_all[valid], axis=0).astype(np.float32)
+        conf = np.where(valid[:, None], np.clip(conf, 0.0, 1.0), 0.0).astype(np.float32)
+        return RopeOutput(rotations=R.astype(np.float32), root=root.astype(np.float32), rest_offsets=rest,
+                          height=body_height(rest), joint_confidence=conf)

@@ -1,0 +1,154 @@
+"""Rope (engine/rope): rotations, strict loading, the inference contract, a tiny overfit run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from scipy.spatial.transform import Rotation
+
+from engine import skeleton as sk
+from engine.geometry import rotations as rot
+from engine.pose import LM
+from engine.rope import Rope, RopeConfig, RopeNet, load_net, save_weights
+from engine.rope import hierarchy as hi
+from engine.rope.infer import DEFAULT_DIR, WEIGHTS_NAME, CONFIG_NAME
+
+SMALL = RopeConfig(dim=32, heads=2, intra_layers=1, cross_layers=1)
+
+
+def _track(T: int = 9, seed: int = 0):
+    """A plausible landmark track: a standing skeleton's landmarks seen from the front, with noise."""
+    from scripts.vmkit.mocap import synth_landmarks as sl
+
+    rng = np.random.default_rng(seed)
+    R = np.repeat(np.eye(3)[None, None], T, 0).repeat(sk.J, 1)
+    Rw, P = sk.forward_kinematics(R, np.tile([0.0, 0.0, 0.95], (T, 1)), sk.DEFAULT_REST_OFFSETS)
+    o = sl.synthesize(P, Rw, rng)
+    return o["image"], o["world"], o["visibility"], o["detected"], tuple(int(v) for v in o["image_size"])
+
+
+def _check_rotations(R: np.ndarray) -> None:
+    assert np.isfinite(R).all()
+    eye = np.einsum("...ji,...jk->...ik", R, R)
+    np.testing.assert_allclose(eye, np.broadcast_to(np.eye(3), eye.shape), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-4)
+
+
+def test_rot6d_to_matrix_is_orthonormal_and_inverts():
+    x = torch.randn(1000, 6, dtype=torch.float64) * 3
+    R = rot.rot6d_cols_to_matrix(x)
+    _check_rotations(R.numpy())
+    Rs = torch.as_tensor(Rotation.random(200, random_state=1).as_matrix())
+    np.testing.assert_allclose(rot.rot6d_cols_to_matrix(rot.matrix_to_rot6d_cols(Rs)).numpy(), Rs.numpy(), atol=1e-10)
+    # the 6D numbers are the first two columns
+    np.testing.assert_allclose(rot.matrix_to_rot6d_cols(Rs)[:, :3].numpy(), Rs[:, :, 0].numpy())
+
+
+def test_hierarchy_levels_and_mirror():
+    assert [len(hi.INDEP), len(hi.INTER), len(hi.FULCO), len(hi.WHOBO)] == [24, 11, 6, 1]
+    m = hi.membership(hi.INDEP)
+    assert (m.sum(1) >= 1).all()                      # every part sees some landmark
+    mir = np.array(hi.LANDMARK_MIRROR)
+    assert (mir[mir] == np.arange(33)).all() and mir[LM["left_knee"]] == LM["right_knee"]
+
+
+@pytest.mark.parametrize("hidden", ["left_arm", "all_but_torso"])
+def test_fully_hidden_part_still_gets_a_valid_rotation(hidden):
+    torch.manual_seed(0)
+    rope = Rope(RopeNet(SMALL))
+    image, world, vis, valid, size = _track()
+    arm = [LM[n] for n in ("left_shoulder", "left_elbow", "left_wrist", "left_pinky", "left_index", "left_thumb")]
+    hide = arm if hidden == "left_arm" else [i for i in range(33) if i not in (11, 12, 23, 24)]
+    image, world, vis = image.copy(), world.copy(), vis.copy()
+    image[:, hide] = np.nan
+    world[:, hide] = np.nan
+    vis[:, hide] = 0.0
+    out = rope.predict(image, world, vis, valid, size)
+    _check_rotations(out.rotations)
+    assert np.isfinite(out.root).all() and np.isfinite(out.rest_offsets).all()
+    elbow = sk.INDEX["left_elbow"]
+    assert out.joint_confidence[:, elbow].max() < out.joint_confidence[:, sk.INDEX["pelvis"]].min()
+
+
+def test_config_and_weights_load_strictly(tmp_path):
+    net = RopeNet(SMALL)
+    save_weights(net, tmp_path)
+    again = load_net(tmp_path)
+    assert again.cfg == SMALL
+    # a config key the dataclass does not know, or one missing, fails
+    doc = json.loads((tmp_path / CONFIG_NAME).read_text())
+    bad = dict(doc, config={**doc["config"], "depth": 3})
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="unknown"):
+        load_net(tmp_path)
+    missing = dict(doc, config={k: v for k, v in doc["config"].items() if k != "window"})
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(missing))
+    with pytest.raises(ValueError, match="missing"):
+        load_net(tmp_path)
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(doc))
+    # a renamed tensor (wrong key) fails, and so does an extra one
+    sd = load_file(str(tmp_path / WEIGHTS_NAME))
+    key = next(iter(sd))
+    save_file({("renamed." + k if k == key else k): v for k, v in sd.items()}, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(RuntimeError, match="Missing key|Unexpected key"):
+        load_net(tmp_path)
+    save_file({**sd, "extra.weight": torch.zeros(2)}, str(tmp_path / WEIGHTS_NAME))
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        load_net(tmp_path)
+
+
+def test_tiny_overfit_lowers_the_loss(tmp_path):
+    from scripts import train_rope as tr
+
+    # a tiny motion file: one clip of a waving arm and a turning body
+    T = 40
+    t = np.linspace(0, 2 * np.pi, T)
+    rv = np.zeros((T, sk.J, 3))
+    rv[:, 0, 2] = 0.5 * np.sin(t)
+    rv[:, sk.INDEX["left_shoulder"], 1] = 0.8 * np.sin(2 * t)
+    rv[:, sk.INDEX["right_knee"], 0] = 0.6 * (1 + np.sin(t))
+    q = rot.matrix_to_quat_wxyz(rot.rotvec_to_matrix(torch.as_tensor(rv))).numpy()
+    np.savez(tmp_path / "motion_train.npz", clip_start=np.array([0]), clip_length=np.array([T]),
+             clip_subject=np.array(["cmu_01"]), rotations=q.astype(np.float32),
+             root_translation=np.tile([0.0, 0.0, 0.95], (T, 1)).astype(np.float32),
+             rest_offsets=sk.DEFAULT_REST_OFFSETS[None].astype(np.float32))
+    m = tr.Motion(tmp_path / "motion_train.npz")
+    sampler = tr.Sampler(m, SMALL.window, 1, seed=0, cal={})
+    gen = torch.Generator().manual_seed(0)
+    batch = tr.augment(sampler.batch(32, gen), gen)
+    torch.manual_seed(0)
+    net = RopeNet(SMALL)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss, parts, _ = tr.losses(net, batch)
+        first = float(loss) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.6 * first, (first, float(loss))
+
+
+@pytest.mark.skipif(not (DEFAULT_DIR / WEIGHTS_NAME).exists(), reason="no shipped weights")
+def test_shipped_weights_load_and_follow_the_contract():
+    rope = Rope.load()
+    T = 9
+    image, world, vis, valid, size = _track(T)
+    valid = valid.copy()
+    valid[3] = False                                   # a missed frame
+    image[3], world[3], vis[3] = np.nan, np.nan, 0.0
+    out = rope.predict(image, world, vis, valid, size, device="cpu")
+    assert out.rotations.shape == (T, 24, 3, 3) and out.root.shape == (T, 3)
+    assert out.rest_offsets.shape == (24, 3) and out.joint_confidence.shape == (T, 24)
+    _check_rotations(out.rotations)
+    assert np.isfinite(out.root).all() and np.isfinite(out.rest_offsets).all()
+    assert 1.3 < out.height < 2.2
+    assert (out.joint_confidence[3] == 0).all() and (out.joint_confidence >= 0).all()
+    # a standing person facing the camera: the root faces the camera (rest pose faces -Y in the
+    # body-camera frame), so the body's forward axis -Y stays near -Y
+    fwd = out.rotations[:, 0] @ np.array([0.0, -1.0, 0.0])
+    assert (fwd[valid] @ np.array([0.0, -1.0, 0.0]) > 0.7).all()
