@@ -14,16 +14,7 @@ import numpy as np
 
 from .errors import EngineError
 
-N_LANDMARKS = 33
-LANDMARK_NAMES: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)
-LM = {n: i for i, n in enumerate(LANDMARK_NAMES)}
+from .landmarks import LANDMARK_NAMES, LM, N_LANDMARKS  # noqa: F401  (re-exported: the track's vocabulary)
 
 
 @dataclass

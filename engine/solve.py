@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import skeleton as sk
+from .geometry import frames
 from .geometry import rotations as rot
 from .pose import LM
 
@@ -59,9 +60,7 @@ _T_OFFSET = torch.tensor([o for *_, o, _ in TARGETS], dtype=torch.float32)
 _T_WEIGHT = torch.tensor([w for *_, w in TARGETS], dtype=torch.float32)
 
 
-def to_body_camera(world_lm: np.ndarray) -> np.ndarray:
-    """BlazePose world axes (x right, y down, z away) -> (x right, y away, z up)."""
-    return np.stack([world_lm[..., 0], world_lm[..., 2], -world_lm[..., 1]], axis=-1)
+to_body_camera = frames.blazepose_to_bc  # BlazePose world axes -> body-camera (geometry/frames.py)
 
 
 # ---- body measurement ------------------------------------------------------------------------
