@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("VIDEO_MOCAP_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    from .environment import use_bundled_anny_cache
+
+    use_bundled_anny_cache()
     if argv and argv[0] == "check":
         try:
             args = build_parser().parse_args(argv)

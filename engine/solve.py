@@ -184,6 +184,58 @@ def _shortest_arc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---- analytic initialisation -----------------------------------------------------------------
+def _init_limbs(Y: torch.Tensor, vis: torch.Tensor, toff: torch.Tensor, Rw: list[torch.Tensor]) -> None:
+    """Fill ``Rw`` (world rotations per joint) for the arms, legs, hands and feet: hinge-aware limb frames,
+    then wrists and ankles registered to the hand and foot landmarks."""
+    T = Y.shape[0]
+    dev, dt = Y.device, Y.dtype
+    I = sk.INDEX
+    g = lambda n: Y[:, LM[n]]  # noqa: E731
+    for side in ("left", "right"):
+        sx = 1.0 if side == "left" else -1.0
+        limbs = (
+            # upper joint, lower joint, end landmark chain, rest direction, rest hinge axis
+            (f"{side}_shoulder", f"{side}_elbow", (f"{side}_shoulder", f"{side}_elbow", f"{side}_wrist"),
+             (sx, 0.0, 0.0), (0.0, 0.0, -sx), Rw[I[f"{side}_collar"]]),
+            (f"{side}_hip", f"{side}_knee", (f"{side}_hip", f"{side}_knee", f"{side}_ankle"),
+             (0.0, 0.0, -1.0), (1.0, 0.0, 0.0), Rw[0]),
+        )
+        for upper, lower, (a, b, c), d0, h0, R_par in limbs:
+            d0t = torch.tensor(d0, dtype=dt, device=dev).expand(T, 3)
+            h0t = torch.tensor(h0, dtype=dt, device=dev).expand(T, 3)
+            d = _normalize(g(b) - g(a))
+            f = _normalize(g(c) - g(b))
+            swing = _shortest_arc((R_par @ d0t.unsqueeze(-1)).squeeze(-1), d)
+            h_fb = (swing @ R_par @ h0t.unsqueeze(-1)).squeeze(-1)
+            cr = torch.cross(d, f, dim=-1)
+            wgt = ((cr.norm(dim=-1, keepdim=True) - 0.05) / 0.25).clamp(0, 1)
+            h = _normalize(wgt * _normalize(cr) + (1 - wgt) * h_fb)
+            B_rest = _frame(d0t, h0t)
+            B_up = _frame(d, h)
+            R_up = B_up @ B_rest.transpose(-1, -2)
+            # the lower limb turns about the hinge only: angle from d to f around h'
+            hp = B_up[..., 1]
+            theta = torch.atan2((torch.cross(d, f, dim=-1) * hp).sum(-1), (d * f).sum(-1))
+            R_lo = R_up @ rot.rotvec_to_matrix(h0t * theta[:, None])
+            Rw[I[upper]] = R_up
+            Rw[I[lower]] = R_lo
+        # wrist from hand points, ankle from heel/toe (+ the knee hinge for twist)
+        for joint, child, fallback in ((f"{side}_wrist", f"{side}_hand", Rw[I[f"{side}_elbow"]]),
+                                       (f"{side}_ankle", f"{side}_foot", Rw[I[f"{side}_knee"]])):
+            ks = [k for k, (j, *_r) in enumerate(TARGETS) if j == joint and any(o != 0 for o in TARGETS[k][2])]
+            x_rest = toff[ks].expand(T, -1, -1)
+            y_obs = torch.stack([Y[:, _T_LMS[k]].mean(1) for k in ks], 1) - g(joint)[:, None]
+            w = torch.stack([vis[:, _T_LMS[k]].min(1).values for k in ks], 1)
+            # keep the parent's frame as a weak extra pair of vectors (twist reference)
+            x_rest = torch.cat([x_rest, 0.05 * torch.eye(3, dtype=dt, device=dev).expand(T, 3, 3)], 1)
+            y_obs = torch.cat([y_obs, 0.05 * fallback.transpose(-1, -2)], 1)
+            w = torch.cat([w, torch.full((T, 3), 0.3, dtype=dt, device=dev)], 1)
+            R_j = rot.align_vectors(x_rest, y_obs, weights=w + 1e-4)
+            Rw[I[joint]] = R_j
+            Rw[I[child]] = R_j
+
+
+
 def initial_pose(Y: torch.Tensor, vis: torch.Tensor, body: BodyScale) -> tuple[torch.Tensor, torch.Tensor]:
     """Y (T, 33, 3) body-camera landmarks -> local rotations (T, J, 3, 3) and root position (T, 3)."""
     T = Y.shape[0]
@@ -227,49 +279,7 @@ def initial_pose(Y: torch.Tensor, vis: torch.Tensor, body: BodyScale) -> tuple[t
     Rw[I["neck"]] = Rw[I["spine3"]] @ half
     Rw[I["head"]] = R_head
 
-    # limbs: hinge-aware frames
-    for side in ("left", "right"):
-        sx = 1.0 if side == "left" else -1.0
-        limbs = (
-            # upper joint, lower joint, end landmark chain, rest direction, rest hinge axis
-            (f"{side}_shoulder", f"{side}_elbow", (f"{side}_shoulder", f"{side}_elbow", f"{side}_wrist"),
-             (sx, 0.0, 0.0), (0.0, 0.0, -sx), Rw[I[f"{side}_collar"]]),
-            (f"{side}_hip", f"{side}_knee", (f"{side}_hip", f"{side}_knee", f"{side}_ankle"),
-             (0.0, 0.0, -1.0), (1.0, 0.0, 0.0), Rw[0]),
-        )
-        for upper, lower, (a, b, c), d0, h0, R_par in limbs:
-            d0t = torch.tensor(d0, dtype=dt, device=dev).expand(T, 3)
-            h0t = torch.tensor(h0, dtype=dt, device=dev).expand(T, 3)
-            d = _normalize(g(b) - g(a))
-            f = _normalize(g(c) - g(b))
-            swing = _shortest_arc((R_par @ d0t.unsqueeze(-1)).squeeze(-1), d)
-            h_fb = (swing @ R_par @ h0t.unsqueeze(-1)).squeeze(-1)
-            cr = torch.cross(d, f, dim=-1)
-            wgt = ((cr.norm(dim=-1, keepdim=True) - 0.05) / 0.25).clamp(0, 1)
-            h = _normalize(wgt * _normalize(cr) + (1 - wgt) * h_fb)
-            B_rest = _frame(d0t, h0t)
-            B_up = _frame(d, h)
-            R_up = B_up @ B_rest.transpose(-1, -2)
-            # the lower limb turns about the hinge only: angle from d to f around h'
-            hp = B_up[..., 1]
-            theta = torch.atan2((torch.cross(d, f, dim=-1) * hp).sum(-1), (d * f).sum(-1))
-            R_lo = R_up @ rot.rotvec_to_matrix(h0t * theta[:, None])
-            Rw[I[upper]] = R_up
-            Rw[I[lower]] = R_lo
-        # wrist from hand points, ankle from heel/toe (+ the knee hinge for twist)
-        for joint, child, fallback in ((f"{side}_wrist", f"{side}_hand", Rw[I[f"{side}_elbow"]]),
-                                       (f"{side}_ankle", f"{side}_foot", Rw[I[f"{side}_knee"]])):
-            ks = [k for k, (j, *_r) in enumerate(TARGETS) if j == joint and any(o != 0 for o in TARGETS[k][2])]
-            x_rest = toff[ks].expand(T, -1, -1)
-            y_obs = torch.stack([Y[:, _T_LMS[k]].mean(1) for k in ks], 1) - g(joint)[:, None]
-            w = torch.stack([vis[:, _T_LMS[k]].min(1).values for k in ks], 1)
-            # keep the parent's frame as a weak extra pair of vectors (twist reference)
-            x_rest = torch.cat([x_rest, 0.05 * torch.eye(3, dtype=dt, device=dev).expand(T, 3, 3)], 1)
-            y_obs = torch.cat([y_obs, 0.05 * fallback.transpose(-1, -2)], 1)
-            w = torch.cat([w, torch.full((T, 3), 0.3, dtype=dt, device=dev)], 1)
-            R_j = rot.align_vectors(x_rest, y_obs, weights=w + 1e-4)
-            Rw[I[joint]] = R_j
-            Rw[I[child]] = R_j
+    _init_limbs(Y, vis, toff, Rw)
 
     R_local = torch.stack([Rw[j] if p < 0 else Rw[p].transpose(-1, -2) @ Rw[j]
                            for j, p in enumerate(sk.PARENTS)], 1)

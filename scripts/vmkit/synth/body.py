@@ -40,12 +40,9 @@ class PosedBody:
 
 @functools.lru_cache(maxsize=1)
 def anny_model():
-    """anny with the cmu_mb rig (shared with scripts.vmkit.mocap.anny_pose when present: one model in memory)."""
-    try:
-        from scripts.vmkit.mocap.anny_pose import get_anny_model
-    except ImportError:
-        import anny  # heavy: torch + warp; the cmu_mb rig is cached under ~/.cache/anny
-        return anny.Anny(rig="cmu_mb")
+    """anny with the cmu_mb rig (shared with scripts.vmkit.mocap.anny_pose: one model in memory)."""
+    from scripts.vmkit.mocap.anny_pose import get_anny_model
+
     return get_anny_model("cpu")
 
 
