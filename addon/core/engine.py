@@ -28,7 +28,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 # Overall progress: decode+pose 0.85, solve 0.10, trajectory+write 0.05 (docs/protocol.md).
 _STAGE_SPAN = {"decode": (0.0, 0.85), "pose": (0.0, 0.85), "solve": (0.85, 0.95),
-               "trajectory": (0.95, 0.98), "write": (0.98, 1.0)}
+               "trajectory": (0.95, 0.98), "refine": (0.95, 0.98), "write": (0.98, 1.0)}
 CANCEL_GRACE_S = 3.0
 KILL_AFTER_S = 3.0
 
