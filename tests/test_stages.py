@@ -194,3 +194,12 @@ def test_check_lists_registered_stages():
     assert st["body"]["solve"]["default"] is True and st["body"]["solve"]["config"]["iterations"] == 40
     assert st["keypoints"]["blazepose"]["weights_found"] is True
     assert st["trajectory"]["perspective"]["weights_found"] is True
+
+
+def test_listing_stages_loads_no_heavy_library():
+    # the CLI parses options against the registry before the pose loop; torch/mediapipe load later, in
+    # parallel with decoding (a top-level torch import here cost ~4 s of start-up in bench_speed)
+    code = ("import sys, engine.cli, engine.pipeline, engine.stages as s; s.available(); s.describe_all(); "
+            "print(sorted(m for m in ('torch', 'mediapipe', 'cv2', 'scipy', 'anny') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
