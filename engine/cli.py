@@ -41,12 +41,43 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees")
     r.add_argument("--camera", choices=("auto", "static", "moving"), default="auto")
     r.add_argument("--max-side", type=int, default=1280, help="downscale frames whose longest side exceeds this")
-    r.add_argument("--iterations", type=int, default=40, help="body-solve refinement steps")
-    r.add_argument("--smoothing", type=float, default=0.17,
-                   help="temporal filter window in seconds (0 = off; larger = smoother but flattens fast moves)")
+    r.add_argument("--keypoints", default="blazepose", help="keypoints stage (see: check --json)")
+    r.add_argument("--body", default="solve", help="body stage (see: check --json)")
+    r.add_argument("--trajectory", default="perspective", help="trajectory stage (see: check --json)")
+    r.add_argument("--refine", action="append", default=[], metavar="NAME",
+                   help="refinement stage to run after the trajectory (repeatable, in order)")
+    r.add_argument("--iterations", type=int, default=None, help="body-solve refinement steps (body 'solve')")
+    r.add_argument("--smoothing", type=float, default=None,
+                   help="landmark filter window in seconds (0 = off; larger = smoother but flattens fast moves)")
     c = sub.add_parser("check", help="report the environment, device and models")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     return p
+
+
+def run_options(args: argparse.Namespace):
+    """The parsed ``run`` arguments -> pipeline.RunOptions (stage names checked against the registry)."""
+    import dataclasses
+
+    from . import stages
+    from .pipeline import CameraHints, Job, RunOptions, StageChoice
+
+    def choice(kind: str, name: str, **options) -> StageChoice:
+        fields = {f.name for f in dataclasses.fields(stages.get(kind, name).Config)}
+        given = {k: v for k, v in options.items() if v is not None}
+        if "iterations" in given and "iterations" not in fields:
+            raise EngineError("usage", f"--iterations applies to the body stage 'solve', not {name!r}.")
+        return StageChoice(name, {k: v for k, v in given.items() if k in fields})
+
+    return RunOptions(
+        job=Job(video=args.video, out=args.out, start_frame=args.start_frame, end_frame=args.end_frame,
+                fps=args.fps, max_side=args.max_side),
+        camera=CameraHints(mode=args.camera, focal=args.focal, fov=args.fov),
+        device=args.device,
+        keypoints=choice("keypoints", args.keypoints),
+        body=choice("body", args.body, iterations=args.iterations, smoothing=args.smoothing),
+        trajectory=choice("trajectory", args.trajectory, smoothing=args.smoothing),
+        refine=tuple(choice("refine", n) for n in args.refine),
+    )
 
 
 def _setup_stdio():
@@ -94,6 +125,13 @@ def _check(as_json: bool) -> int:
     except Exception as e:  # noqa: BLE001
         report["pose_model"] = None
         report["problems"].append(f"pose model: {e}")
+    try:
+        from . import stages
+
+        report["stages"] = stages.describe_all()
+    except Exception as e:  # noqa: BLE001
+        report["stages"] = None
+        report["problems"].append(f"stages: {e}")
     report["ok"] = not report["problems"]
     if as_json:
         sys.__stdout__.write(json.dumps(report) + "\n")
@@ -108,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("VIDEO_MOCAP_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    from .environment import use_bundled_anny_cache
+
+    use_bundled_anny_cache()
     if argv and argv[0] == "check":
         try:
             args = build_parser().parse_args(argv)
@@ -129,13 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         args = build_parser().parse_args(argv)
-        from .pipeline import RunOptions, run
+        from .pipeline import run
 
-        opts = RunOptions(video=args.video, out=args.out, device=args.device, start_frame=args.start_frame,
-                          end_frame=args.end_frame, fps=args.fps, focal=args.focal, fov=args.fov,
-                          camera=args.camera, max_side=args.max_side, iterations=args.iterations,
-                          smoothing=args.smoothing)
-        run(opts, proto)
+        run(run_options(args), proto)
     except EngineError as e:
         code = e.exit_code
         log.info("stopped: %s (%s)", e.message, e.code)

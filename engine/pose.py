@@ -1,6 +1,7 @@
 """Per-frame 2D/3D body landmarks from the BlazePose GHUM model shipped in the mediapipe 0.10.21 wheel.
 
-Only ``model_complexity=1`` is used: complexities 0 and 2 try to download a model (platform.md).
+``model_complexity=1`` (Full) ships in the wheel; 0 and 2 try to download their model unless it is in
+place (platform.md), so the engine checks for the file first.
 """
 
 from __future__ import annotations
@@ -8,22 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import EngineError
 
-N_LANDMARKS = 33
-LANDMARK_NAMES: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
-    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
-    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
-    "left_foot_index", "right_foot_index",
-)
-LM = {n: i for i, n in enumerate(LANDMARK_NAMES)}
+from .landmarks import LANDMARK_NAMES, LM, N_LANDMARKS  # noqa: F401  (re-exported: the track's vocabulary)
 
 
 @dataclass
@@ -36,7 +28,6 @@ class LandmarkTrack:
     valid: np.ndarray        # (T,) bool
     times: np.ndarray        # (T,) seconds
     frame_index: np.ndarray  # (T,) source frame index
-    extras: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.times)
@@ -105,17 +96,43 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
-class BlazePose:
-    """BlazePose GHUM (complexity 1) in tracking mode. Call with RGB uint8 frames in order."""
+_MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 
-    def __init__(self, *, static_image_mode: bool = False, min_detection_confidence: float = 0.5,
-                 min_tracking_confidence: float = 0.5, smooth_landmarks: bool = True):
+
+def model_file(model_complexity: int = 1):
+    """Path of the landmark model file mediapipe loads for a complexity (None if mediapipe is missing)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "modules" / "pose_landmark" / _MODEL_FILES[model_complexity]
+
+
+class BlazePose:
+    """BlazePose GHUM in tracking mode: the one place the pose model is built (engine, benchmarks and
+    data tools all use this class). Call with RGB uint8 frames in order.
+
+    ``model_complexity`` 1 (Full) ships in the wheel; 0 and 2 need their model file in place (mediapipe
+    would otherwise try to download it): a clear ``environment`` error says so instead.
+    """
+
+    def __init__(self, *, model_complexity: int = 1, static_image_mode: bool = False,
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 smooth_landmarks: bool = True):
+        if model_complexity not in _MODEL_FILES:
+            raise EngineError("usage", f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
+        path = model_file(model_complexity)
+        if path is not None and not path.is_file():
+            raise EngineError("environment", f"The BlazePose model for complexity {model_complexity} is not "
+                                             f"installed ({path}); see engine/setup_env.py.")
         try:
             with _stdout_to_stderr():
                 import mediapipe as mp
 
                 self._pose = mp.solutions.pose.Pose(
-                    static_image_mode=static_image_mode, model_complexity=1,
+                    static_image_mode=static_image_mode, model_complexity=model_complexity,
                     smooth_landmarks=smooth_landmarks, enable_segmentation=False,
                     min_detection_confidence=min_detection_confidence,
                     min_tracking_confidence=min_tracking_confidence)

@@ -22,7 +22,6 @@ from .errors import Cancelled
 
 PROTOCOL_VERSION = 1
 MESSAGE_TYPES = frozenset({"start", "progress", "warning", "error", "result", "done"})
-STAGES = ("decode", "pose", "solve", "trajectory", "write")
 
 
 class Protocol:

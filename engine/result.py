@@ -55,7 +55,6 @@ FIELDS: dict[str, tuple[str, tuple]] = {
     "video_duration": ("f", ()),
     "meta_json": ("U", ()),
 }
-REQUIRED = tuple(FIELDS)
 
 
 class ResultFormatError(ValueError):
@@ -137,3 +136,57 @@ def validate(data: Mapping[str, np.ndarray]) -> None:
             problems.append("joints_world has non-finite values")
     if problems:
         raise ResultFormatError("invalid result file: " + "; ".join(problems))
+
+
+def assemble(track, info, clip, motion, traj, *, video_path: str, engine_version: str) -> dict[str, np.ndarray]:
+    """The result arrays (every field but ``meta_json``) from the stages' records.
+
+    ``track``: the keypoints' LandmarkTrack; ``info``: the video's VideoInfo; ``clip``, ``motion``,
+    ``traj``: engine.stages.records (Clip, BodyMotion, Trajectory). World joints come from forward
+    kinematics of the world root and the local rotations; contacts from engine.contacts.
+    """
+    import torch
+
+    from . import contacts as ct
+    from . import skeleton as sk
+    from .geometry import rotations as rot
+
+    rotations = np.array(motion.rotations, np.float32)           # (T, J, 3, 3) local
+    rotations[:, 0] = traj.root_orient_world
+    rest = np.asarray(motion.rest_offsets, np.float32)
+    root_w = np.asarray(traj.root_world, np.float32)
+    _, joints_w = sk.forward_kinematics(rotations, root_w, rest)
+    contacts = ct.from_joints(joints_w, clip.fps, rest)
+    quats = rot.quat_continuity(rot.matrix_to_quat_wxyz(torch.as_tensor(rotations))).numpy()
+    return {
+        "engine_version": np.asarray(engine_version),
+        "fps": np.asarray(clip.fps, np.float64),
+        "times": track.times,
+        "frame_index": track.frame_index,
+        "valid": track.valid,
+        "joint_names": np.asarray(sk.JOINT_NAMES),
+        "parents": np.asarray(sk.PARENTS, np.int32),
+        "rest_offsets": rest,
+        "rotations": quats.astype(np.float32),
+        "root_translation": root_w,
+        "joints_world": joints_w.astype(np.float32),
+        "joint_confidence": np.asarray(motion.joint_confidence, np.float32),
+        "image_size": np.asarray([clip.width, clip.height], np.int32),
+        "camera_intrinsics": clip.intrinsics.astype(np.float32),
+        "camera_extrinsics": np.asarray(traj.camera_extrinsics, np.float32),
+        "camera_static": np.asarray(bool(traj.camera_static)),
+        "body_model": np.asarray("anny"),
+        "shape_names": np.asarray(motion.shape_names),
+        "shape_params": np.asarray(motion.shape_params, np.float32),
+        "body_height": np.asarray(motion.height, np.float32),
+        "contact_names": np.asarray(sk.CONTACT_JOINTS),
+        "foot_contacts": contacts,
+        "landmarks_image": track.image,
+        "landmarks_world": track.world,
+        "landmarks_visibility": track.visibility,
+        "video_path": np.asarray(str(video_path)),
+        "video_size": np.asarray([info.width, info.height], np.int32),
+        "video_fps": np.asarray(info.fps, np.float64),
+        "video_rotation": np.asarray(info.rotation, np.int32),
+        "video_duration": np.asarray(info.duration or 0.0, np.float64),
+    }

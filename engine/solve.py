@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from . import skeleton as sk
+from .geometry import frames
 from .geometry import rotations as rot
 from .pose import LM
+from .stages.body_solve import SolveConfig  # the stage's config (torch-free module), used here
 
 # ---- landmark targets -------------------------------------------------------------------------
 # (joint, landmark names averaged, rest offset in the joint's frame for a 1.70 m body, weight)
@@ -57,11 +59,12 @@ _T_JOINT = torch.tensor([sk.INDEX[j] for j, *_ in TARGETS])
 _T_LMS = [[LM[n] for n in names] for _, names, _, _ in TARGETS]
 _T_OFFSET = torch.tensor([o for *_, o, _ in TARGETS], dtype=torch.float32)
 _T_WEIGHT = torch.tensor([w for *_, w in TARGETS], dtype=torch.float32)
+# public views for other stages: the landmarks each target averages, and the target weights
+TARGET_LANDMARKS: list[list[int]] = _T_LMS
+TARGET_WEIGHT: np.ndarray = _T_WEIGHT.numpy()
 
 
-def to_body_camera(world_lm: np.ndarray) -> np.ndarray:
-    """BlazePose world axes (x right, y down, z away) -> (x right, y away, z up)."""
-    return np.stack([world_lm[..., 0], world_lm[..., 2], -world_lm[..., 1]], axis=-1)
+to_body_camera = frames.blazepose_to_bc  # BlazePose world axes -> body-camera (geometry/frames.py)
 
 
 # ---- body measurement ------------------------------------------------------------------------
@@ -182,50 +185,13 @@ def _shortest_arc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # ---- analytic initialisation -----------------------------------------------------------------
-def initial_pose(Y: torch.Tensor, vis: torch.Tensor, body: BodyScale) -> tuple[torch.Tensor, torch.Tensor]:
-    """Y (T, 33, 3) body-camera landmarks -> local rotations (T, J, 3, 3) and root position (T, 3)."""
+def _init_limbs(Y: torch.Tensor, vis: torch.Tensor, toff: torch.Tensor, Rw: list[torch.Tensor]) -> None:
+    """Fill ``Rw`` (world rotations per joint) for the arms, legs, hands and feet: hinge-aware limb frames,
+    then wrists and ankles registered to the hand and foot landmarks."""
     T = Y.shape[0]
     dev, dt = Y.device, Y.dtype
     I = sk.INDEX
     g = lambda n: Y[:, LM[n]]  # noqa: E731
-    rest = torch.as_tensor(body.rest_offsets, dtype=dt, device=dev)
-    eye = torch.eye(3, dtype=dt, device=dev).expand(T, 3, 3)
-    Rw = [eye.clone() for _ in range(sk.J)]
-
-    mid_hip = 0.5 * (g("left_hip") + g("right_hip"))
-    mid_sh = 0.5 * (g("left_shoulder") + g("right_shoulder"))
-    up = mid_sh - mid_hip
-    # frames built from (x = left-right axis, z = up): basis columns x, y = z cross x, z
-    def torso_frame(x: torch.Tensor) -> torch.Tensor:
-        F = _frame(up, x)  # columns (up, x', up x x')
-        z, xx = F[..., 0], F[..., 1]
-        return torch.stack([xx, torch.cross(z, xx, dim=-1), z], -1)
-
-    R_pelvis = torso_frame(g("left_hip") - g("right_hip"))
-    R_chest = torso_frame(g("left_shoulder") - g("right_shoulder"))
-    Rw[0] = R_pelvis
-    rel = rot.matrix_to_rotvec(R_pelvis.transpose(-1, -2) @ R_chest)
-    step = rot.rotvec_to_matrix(rel / 3.0)
-    Rw[I["spine1"]] = R_pelvis @ step
-    Rw[I["spine2"]] = Rw[I["spine1"]] @ step
-    Rw[I["spine3"]] = Rw[I["spine2"]] @ step
-    for j in ("neck", "left_collar", "right_collar"):
-        Rw[I[j]] = Rw[I["spine3"]]
-    root = mid_hip - R_pelvis @ rest[I["left_hip"]] * torch.tensor([0.0, 1.0, 1.0], dtype=dt, device=dev)
-
-    # head: register face points around the ear centre
-    head_k = [k for k, (j, *_r) in enumerate(TARGETS) if j == "head"]
-    toff = torch.as_tensor(body.target_offsets, dtype=dt, device=dev)
-    ear_mid = 0.5 * (g("left_ear") + g("right_ear"))
-    x_rest = toff[head_k].expand(T, -1, -1)
-    y_obs = torch.stack([Y[:, _T_LMS[k]].mean(1) for k in head_k], 1) - ear_mid[:, None]
-    w = torch.stack([vis[:, _T_LMS[k]].min(1).values for k in head_k], 1) + 1e-3
-    R_head = rot.align_vectors(x_rest, y_obs, weights=w)
-    half = rot.rotvec_to_matrix(0.5 * rot.matrix_to_rotvec(Rw[I["spine3"]].transpose(-1, -2) @ R_head))
-    Rw[I["neck"]] = Rw[I["spine3"]] @ half
-    Rw[I["head"]] = R_head
-
-    # limbs: hinge-aware frames
     for side in ("left", "right"):
         sx = 1.0 if side == "left" else -1.0
         limbs = (
@@ -269,22 +235,59 @@ def initial_pose(Y: torch.Tensor, vis: torch.Tensor, body: BodyScale) -> tuple[t
             Rw[I[joint]] = R_j
             Rw[I[child]] = R_j
 
+
+
+def initial_pose(Y: torch.Tensor, vis: torch.Tensor, body: BodyScale) -> tuple[torch.Tensor, torch.Tensor]:
+    """Y (T, 33, 3) body-camera landmarks -> local rotations (T, J, 3, 3) and root position (T, 3)."""
+    T = Y.shape[0]
+    dev, dt = Y.device, Y.dtype
+    I = sk.INDEX
+    g = lambda n: Y[:, LM[n]]  # noqa: E731
+    rest = torch.as_tensor(body.rest_offsets, dtype=dt, device=dev)
+    eye = torch.eye(3, dtype=dt, device=dev).expand(T, 3, 3)
+    Rw = [eye.clone() for _ in range(sk.J)]
+
+    mid_hip = 0.5 * (g("left_hip") + g("right_hip"))
+    mid_sh = 0.5 * (g("left_shoulder") + g("right_shoulder"))
+    up = mid_sh - mid_hip
+    # frames built from (x = left-right axis, z = up): basis columns x, y = z cross x, z
+    def torso_frame(x: torch.Tensor) -> torch.Tensor:
+        F = _frame(up, x)  # columns (up, x', up x x')
+        z, xx = F[..., 0], F[..., 1]
+        return torch.stack([xx, torch.cross(z, xx, dim=-1), z], -1)
+
+    R_pelvis = torso_frame(g("left_hip") - g("right_hip"))
+    R_chest = torso_frame(g("left_shoulder") - g("right_shoulder"))
+    Rw[0] = R_pelvis
+    rel = rot.matrix_to_rotvec(R_pelvis.transpose(-1, -2) @ R_chest)
+    step = rot.rotvec_to_matrix(rel / 3.0)
+    Rw[I["spine1"]] = R_pelvis @ step
+    Rw[I["spine2"]] = Rw[I["spine1"]] @ step
+    Rw[I["spine3"]] = Rw[I["spine2"]] @ step
+    for j in ("neck", "left_collar", "right_collar"):
+        Rw[I[j]] = Rw[I["spine3"]]
+    root = mid_hip - R_pelvis @ rest[I["left_hip"]] * torch.tensor([0.0, 1.0, 1.0], dtype=dt, device=dev)
+
+    # head: register face points around the ear centre
+    head_k = [k for k, (j, *_r) in enumerate(TARGETS) if j == "head"]
+    toff = torch.as_tensor(body.target_offsets, dtype=dt, device=dev)
+    ear_mid = 0.5 * (g("left_ear") + g("right_ear"))
+    x_rest = toff[head_k].expand(T, -1, -1)
+    y_obs = torch.stack([Y[:, _T_LMS[k]].mean(1) for k in head_k], 1) - ear_mid[:, None]
+    w = torch.stack([vis[:, _T_LMS[k]].min(1).values for k in head_k], 1) + 1e-3
+    R_head = rot.align_vectors(x_rest, y_obs, weights=w)
+    half = rot.rotvec_to_matrix(0.5 * rot.matrix_to_rotvec(Rw[I["spine3"]].transpose(-1, -2) @ R_head))
+    Rw[I["neck"]] = Rw[I["spine3"]] @ half
+    Rw[I["head"]] = R_head
+
+    _init_limbs(Y, vis, toff, Rw)
+
     R_local = torch.stack([Rw[j] if p < 0 else Rw[p].transpose(-1, -2) @ Rw[j]
                            for j, p in enumerate(sk.PARENTS)], 1)
     return R_local, root
 
 
 # ---- refinement ------------------------------------------------------------------------------
-@dataclass
-class SolveConfig:
-    iterations: int = 40
-    lr: float = 0.02
-    robust_scale: float = 0.05   # metres, Geman-McClure scale of the data term
-    w_hinge: float = 2.0
-    w_spine: float = 0.05
-    w_smooth: float = 20.0
-    chunk: int = 256
-    overlap: int = 16
 
 
 _HINGE = {  # joint -> (allowed axis index, sign of flexion)

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import savgol_filter
 
-# body-camera frame (x right, y away, z up) -> OpenCV camera frame (x right, y down, z forward)
-M_BC_TO_CV = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+from .geometry.frames import BC_TO_CV as M_BC_TO_CV  # body-camera -> OpenCV camera (re-exported)
 
 
 def default_focal(width: int, height: int) -> float:

@@ -291,7 +291,6 @@ class VideoReader:
         # Processed frame size (display orientation) and the coded-orientation size swscale produces.
         self.width, self.height = processed_size(self.info.display_width, self.info.display_height,
                                                   max_side)
-        self.scale = self.width / self.info.display_width   # nominal; per axis see to_display()
         rotated = self.info.rotation in (90, 270)
         self._sws_size = (self.height, self.width) if rotated else (self.width, self.height)
         self._scaled = (self.width, self.height) != (self.info.display_width, self.info.display_height)
@@ -504,19 +503,24 @@ class VideoReader:
                     if not emit(*chosen):
                         return
 
-            if decoded == 0:
-                raise EngineError("no_frames", f"The video '{name}' contains no decodable frames.")
-            if sent == 0:
-                raise EngineError("no_frames", f"No frame of '{name}' falls in the requested range "
-                                               f"({self._range_text()}); the video has {decoded} frames "
-                                               f"up to {max(last_time, 0.0):.2f} s.")
-            declared = self.info.frame_count if self.info.frame_count_exact else None
-            if natural_end and declared is not None and decoded < 0.95 * declared - 1:
-                self._put("warning", ("video_truncated",
-                                      f"Only {decoded} of the {declared} frames of '{name}' could be "
-                                      "decoded; the file may be incomplete."))
+            self._check_end(name, decoded, sent, last_time, natural_end)
         finally:
             container.close()
+
+    def _check_end(self, name: str, decoded: int, sent: int, last_time: float, natural_end: bool) -> None:
+        """After the last frame: errors for nothing decoded or nothing in range, a warning for a file that
+        ended well before the frame count its header declares."""
+        if decoded == 0:
+            raise EngineError("no_frames", f"The video '{name}' contains no decodable frames.")
+        if sent == 0:
+            raise EngineError("no_frames", f"No frame of '{name}' falls in the requested range "
+                                           f"({self._range_text()}); the video has {decoded} frames "
+                                           f"up to {max(last_time, 0.0):.2f} s.")
+        declared = self.info.frame_count if self.info.frame_count_exact else None
+        if natural_end and declared is not None and decoded < 0.95 * declared - 1:
+            self._put("warning", ("video_truncated",
+                                  f"Only {decoded} of the {declared} frames of '{name}' could be "
+                                  "decoded; the file may be incomplete."))
 
 
 def iter_frames(path: str | os.PathLike[str], **options: Any) -> Iterator[DecodedFrame]:

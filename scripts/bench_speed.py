@@ -49,6 +49,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from addon.core.engine import parse_message
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample_walk.mp4"
 DEFAULT_720P = Path("/work/shared/data/videos/v03_glamr_basketball.mp4")
@@ -183,9 +185,8 @@ def measure(label: str, cmd: list[str], log_path: Path, cwd: Path = ROOT) -> Mea
             assert proc.stdout is not None
             for raw in proc.stdout:
                 now = time.perf_counter() - t0
-                try:
-                    msg = json.loads(raw)
-                except ValueError:
+                msg = parse_message(raw)
+                if msg is None:
                     continue
                 messages.append(msg)
                 name = _STAGE_OF.get(msg.get("stage") if msg.get("type") == "progress" else msg.get("type"))

@@ -37,3 +37,15 @@ def test_no_sys_path_edits():
     hits = [str(p.relative_to(ROOT)) for folder in ("engine", "addon", "scripts", "tests")
             for p in (ROOT / folder).rglob("*.py") if pat.search(p.read_text())]
     assert hits == [], "import as packages (python -m scripts.NAME; pytest.ini's pythonpath) instead"
+
+
+def test_engine_functions_stay_short():
+    # the engine house: stages and helpers, no 150-line functions (issue: engine house)
+    import ast
+
+    long = []
+    for p in (ROOT / "engine").rglob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80:
+                long.append(f"{p.relative_to(ROOT)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)")
+    assert long == []

@@ -28,9 +28,21 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 
 # Overall progress: decode+pose 0.85, solve 0.10, trajectory+write 0.05 (docs/protocol.md).
 _STAGE_SPAN = {"decode": (0.0, 0.85), "pose": (0.0, 0.85), "solve": (0.85, 0.95),
-               "trajectory": (0.95, 0.98), "write": (0.98, 1.0)}
+               "trajectory": (0.95, 0.98), "refine": (0.95, 0.98), "write": (0.98, 1.0)}
 CANCEL_GRACE_S = 3.0
 KILL_AFTER_S = 3.0
+
+
+def parse_message(line: str | bytes) -> dict[str, Any] | None:
+    """One line of the engine's stdout -> a protocol message (a JSON object with a ``type``), or None.
+
+    The one protocol reader of the project: the add-on's job and the benchmarks use it.
+    """
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) and "type" in msg else None
 
 
 def venv_python(venv: str | os.PathLike[str]) -> Path:
@@ -165,11 +177,8 @@ class EngineJob:
             line = line.strip()
             if not line:
                 continue
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                msg = None
-            if not isinstance(msg, dict) or "type" not in msg:
+            msg = parse_message(line)
+            if msg is None:
                 self._stderr.append(line)   # not protocol: keep it with the logs
                 continue
             self._queue.put(msg)
@@ -260,10 +269,6 @@ class EngineJob:
             self._proc.wait()
 
     # -- result ----------------------------------------------------------------------------------
-    @property
-    def stderr_tail(self) -> list[str]:
-        return list(self._stderr)
-
     @property
     def last_log(self) -> str:
         return self._stderr[-1] if self._stderr else ""

@@ -57,8 +57,10 @@ def test_validate_build_contents(built_zip):
     assert p.returncode == 0, p.stdout + p.stderr
     names = zipfile.ZipFile(built_zip).namelist()
     for need in ("blender_manifest.toml", "__init__.py", "addon/blender/ops.py", "addon/core/rig.py",
-                 "engine/__main__.py", "engine/result.py"):
+                 "engine/__main__.py", "engine/result.py", "engine/stages/__init__.py"):
         assert need in names
+    # inference only: no dataset readers, metrics, renderer or training code in the extension
+    assert not [n for n in names if "vmkit" in n or "mocap/" in n or n.endswith(("metrics.py", "train_rope.py"))]
     assert not [n for n in names if n.startswith(("tests/", ".venv", ".git/", "scripts/")) or "__pycache__" in n]
 
 

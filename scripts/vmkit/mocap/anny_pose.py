@@ -90,6 +90,9 @@ class AnnyFrames:
 @functools.lru_cache(maxsize=4)
 def get_anny_model(device: str = "cpu"):
     """The anny model with the cmu_mb rig, built once per process and device."""
+    from engine.environment import use_bundled_anny_cache
+
+    use_bundled_anny_cache()
     import anny  # heavy import, only when a body is needed
 
     model = anny.Anny(rig=RIG)

@@ -30,16 +30,17 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
+from engine import contacts
+from engine.geometry import frames
 from engine import skeleton as sk
 from engine.geometry import rotations as rot
 from .source import SourceClip
 
 # Source (Y up, character facing +Z, left +X) -> ours (Z up, facing -Y, left +X): +90 deg about X.
-A_YUP_TO_ZUP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+A_YUP_TO_ZUP = frames.YUP_TO_ZUP
 
-BALL_SOLE_HEIGHT = 0.03   # m, height of the ball-of-foot joint above the floor when the foot is flat
-CONTACT_SPEED = 0.30      # m/s (= 1 cm/frame at 30 fps): a foot point moving slower may be in contact
-CONTACT_HEIGHT = 0.06     # m above its flat-foot height
+# foot contact is defined once, in engine.contacts (the engine's output and these labels agree)
+BALL_SOLE_HEIGHT = contacts.BALL_SOLE_HEIGHT
 BRANCH_CHILDREN = {sk.INDEX[n] for n in ("left_hip", "right_hip", "spine1", "neck", "left_collar", "right_collar")}
 
 
@@ -376,15 +377,7 @@ def world_to_local(Rw: np.ndarray) -> np.ndarray:
     return R
 
 
-def sole_heights(rest_offsets: np.ndarray) -> np.ndarray:
-    """Flat-foot height above the floor of each CONTACT_JOINTS point (4,)."""
-    rest = sk.rest_positions(rest_offsets)
-    out = []
-    for n in sk.CONTACT_JOINTS:
-        side = n.split("_")[0]
-        ball = rest[sk.INDEX[f"{side}_foot"], 2]
-        out.append(rest[sk.INDEX[n], 2] - ball + BALL_SOLE_HEIGHT)
-    return np.array(out)
+sole_heights = contacts.sole_heights
 
 
 def estimate_floor(joints: np.ndarray, rest_offsets: np.ndarray, percentile: float = 2.0) -> float:
@@ -394,17 +387,7 @@ def estimate_floor(joints: np.ndarray, rest_offsets: np.ndarray, percentile: flo
     return float(np.percentile(h.min(axis=1), percentile))
 
 
-def foot_contacts(joints: np.ndarray, fps: float, rest_offsets: np.ndarray) -> np.ndarray:
-    """(T, 4) bool: the foot point moves slower than CONTACT_SPEED and is within CONTACT_HEIGHT of its
-    flat-foot height (the paper's "rate of change of foot height" plus height above the ground)."""
-    idx = [sk.INDEX[n] for n in sk.CONTACT_JOINTS]
-    p = joints[:, idx]                                   # (T, 4, 3)
-    if len(p) < 2:
-        return np.zeros(p.shape[:2], bool)
-    v = np.gradient(p, axis=0) * fps                     # (T, 4, 3) m/s
-    speed = np.linalg.norm(v, axis=-1)
-    height = p[..., 2] - sole_heights(rest_offsets)
-    return (speed < CONTACT_SPEED) & (height < CONTACT_HEIGHT)
+foot_contacts = contacts.from_joints
 
 
 def build_motion(R_local: np.ndarray, root: np.ndarray, rest_offsets: np.ndarray, fps: float, **kw) -> Motion:

@@ -22,14 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import skeleton as sk
+from engine.landmarks import LANDMARK_NAMES
 
-LANDMARK_NAMES = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye", "right_eye_outer",
-    "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder", "right_shoulder", "left_elbow",
-    "right_elbow", "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index", "right_index",
-    "left_thumb", "right_thumb", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
-    "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index",
-)
 NUM_LANDMARKS = len(LANDMARK_NAMES)
 
 # landmark -> (vm24 joint, offset in that joint's rest frame (T-pose, facing -Y, left +X), metres).

@@ -40,12 +40,9 @@ class PosedBody:
 
 @functools.lru_cache(maxsize=1)
 def anny_model():
-    """anny with the cmu_mb rig (shared with scripts.vmkit.mocap.anny_pose when present: one model in memory)."""
-    try:
-        from scripts.vmkit.mocap.anny_pose import get_anny_model
-    except ImportError:
-        import anny  # heavy: torch + warp; the cmu_mb rig is cached under ~/.cache/anny
-        return anny.Anny(rig="cmu_mb")
+    """anny with the cmu_mb rig (shared with scripts.vmkit.mocap.anny_pose: one model in memory)."""
+    from scripts.vmkit.mocap.anny_pose import get_anny_model
+
     return get_anny_model("cpu")
 
 
@@ -80,15 +77,14 @@ def vertex_parts(model) -> np.ndarray:
     return part
 
 
-def contacts_from_joints(joints: np.ndarray, fps: float, height_tol: float = 0.04,
-                         speed_tol: float = 0.6) -> np.ndarray:
-    """(T, 4) foot contacts: the contact joint is near its lowest height and nearly still."""
-    ids = [INDEX[n] for n in CONTACT_JOINTS]
-    p = joints[:, ids]                                             # (T, 4, 3)
-    low = np.percentile(p[..., 2], 5, axis=0)                      # (4,) standing height of each point
-    vel = np.gradient(p[..., :2], axis=0) * fps                    # (T, 4, 2)
-    speed = np.linalg.norm(vel, axis=-1)
-    return (p[..., 2] < low + height_tol) & (speed < speed_tol)
+def contacts_from_joints(joints: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 4) foot contacts of a body without a vm24 rest skeleton (the procedural walk): the shared
+    definition (``engine.contacts.label``) with each point's flat-foot height taken as its 5th-percentile
+    height over the clip."""
+    from engine import contacts
+
+    p = joints[:, [INDEX[n] for n in CONTACT_JOINTS]]              # (T, 4, 3)
+    return contacts.label(p, fps, np.percentile(p[..., 2], 5, axis=0))
 
 
 def _rot(axis: str, ang: np.ndarray) -> np.ndarray:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-BLENDER_TO_OPENCV_CAM = np.diag([1.0, -1.0, -1.0, 1.0])  # flips camera-local y and z
+from engine.geometry import frames
+
+BLENDER_TO_OPENCV_CAM = frames.BLENDER_CAM_TO_CV_4  # flips camera-local y and z
 
 
 def intrinsics(focal_mm: float, sensor_width_mm: float, width: int, height: int) -> np.ndarray:
