@@ -36,7 +36,7 @@ from engine import skeleton as sk
 from engine import solve, trajectory
 from engine.rope import Rope
 from engine.rope.infer import DEFAULT_DIR
-from engine.trajectory import M_BC_TO_CV
+from engine.geometry.frames import BC_TO_CV as M_BC_TO_CV
 from scripts.bench_accuracy import _fill, blazepose_to_vm24
 from scripts.vmkit import metrics
 

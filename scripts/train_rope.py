@@ -38,7 +38,7 @@ from engine import skeleton as sk
 from engine.geometry import rotations as rot
 from engine.rope import RopeConfig, RopeNet, landmark_features, save_weights
 from engine.rope import hierarchy as hi
-from engine.trajectory import M_BC_TO_CV
+from engine.geometry.frames import BC_TO_CV as M_BC_TO_CV
 from scripts.vmkit import metrics
 from scripts.vmkit.mocap import synth_landmarks as sl
 
@@ -304,7 +304,7 @@ def losses(net: RopeNet, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict
     L["j2d"] = ((uv(cp) - uv(cg)) * zh[:, None]).norm(dim=-1).clamp_max(1.0).mean()
     L["shape"] = (out["rest"] - b["rest"]).abs().mean()
     total = sum(WEIGHTS[k] * v for k, v in L.items())
-    return total, {k: float(v) for k, v in L.items()}, {"R": R, "Pp": Pp, "Pg": Pg}
+    return total, {k: float(v.detach()) for k, v in L.items()}, {"R": R, "Pp": Pp, "Pg": Pg}
 
 
 @torch.no_grad()
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, v in {"total": float(total), **parts}.items():
+        for k, v in {"total": float(total.detach()), **parts}.items():
             run_avg[k] = 0.98 * run_avg.get(k, v) + 0.02 * v
         if step % 100 == 0:
             log.info("step %d lr %.2e %s", step, lr_at(step), " ".join(f"{k} {v:.4f}" for k, v in run_avg.items()))

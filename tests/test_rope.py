@@ -152,3 +152,45 @@ def test_shipped_weights_load_and_follow_the_contract():
     # body-camera frame), so the body's forward axis -Y stays near -Y
     fwd = out.rotations[:, 0] @ np.array([0.0, -1.0, 0.0])
     assert (fwd[valid] @ np.array([0.0, -1.0, 0.0]) > 0.7).all()
+
+
+def test_body_stage_rope_follows_the_stage_contract(tmp_path):
+    from engine import stages
+    from engine.pose import LandmarkTrack
+    from engine.stages.records import BodyMotion, Clip
+
+    torch.manual_seed(0)
+    save_weights(RopeNet(SMALL), tmp_path)
+    stage = stages.build("body", "rope", "cpu", {"weights": str(tmp_path), "batch": 4})
+    image, world, vis, valid, size = _track(T=10)
+    track = LandmarkTrack(image=image, world=world, visibility=vis, valid=valid, times=np.arange(10) / 30.0,
+                          frame_index=np.arange(10))
+    calls = []
+    m = stage(track, Clip(fps=30.0, width=size[0], height=size[1], focal_px=1000.0), lambda i, n: calls.append((i, n)))
+    assert isinstance(m, BodyMotion) and calls and calls[-1] == (10, 10)
+    assert m.rotations.shape == (10, 24, 3, 3) and m.joints.shape == (10, 24, 3)
+    np.testing.assert_allclose(m.joints[:, 0], m.root, atol=1e-6)
+    assert m.anchors.shape[:2] == m.anchor_weights.shape and len(m.anchor_landmarks) == m.anchors.shape[1]
+    assert m.foot_anchors and max(m.foot_anchors) < m.anchors.shape[1]
+
+
+@pytest.mark.skipif(not (DEFAULT_DIR / WEIGHTS_NAME).exists(), reason="no shipped weights")
+def test_cli_runs_with_body_rope(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engine.result import read_result
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "rope.npz"
+    p = subprocess.run([sys.executable, "-m", "engine", "run", str(root / "engine" / "data" / "sample_walk.mp4"),
+                        "--out", str(out), "--body", "rope"], cwd=root, capture_output=True, text=True,
+                       timeout=300, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    r = read_result(out)
+    meta = json.loads(str(r["meta_json"]))
+    assert meta["options"]["body"]["name"] == "rope"
+    assert np.isfinite(r["joints_world"]).all()
+    path = np.linalg.norm(r["root_translation"][-1, :2] - r["root_translation"][0, :2])
+    assert path > 1.0, path                                      # the walker travels (trajectory ran on Rope's body)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from .. import skeleton as sk
 from ..geometry import rotations as rot
+from . import hierarchy as hi
 from .config import RopeConfig
 from .network import RopeNet, landmark_features, window_indices
 
@@ -34,7 +35,7 @@ class RopeOutput:
     root: np.ndarray              # (T, 3) pelvis relative to the landmarks' hip centre, body-camera frame
     rest_offsets: np.ndarray      # (24, 3) metres, one skeleton for the clip
     height: float                 # metres, top of the head to the sole
-    joint_confidence: np.ndarray  # (T, 24) 0..1: visibility of the evidence each joint attended to
+    joint_confidence: np.ndarray  # (T, 24) 0..1: mean visibility of each joint's own landmarks
 
 
 def save_weights(net: RopeNet, directory: str | Path) -> None:
@@ -79,8 +80,9 @@ class Rope:
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, world: np.ndarray, visibility: np.ndarray, valid: np.ndarray,
-                image_size, *, device: str = "cpu", batch: int = 2048) -> RopeOutput:
-        """LandmarkTrack arrays (engine/pose.py) -> RopeOutput. ``image_size``: (width, height) pixels."""
+                image_size, *, device: str = "cpu", batch: int = 2048, report=None) -> RopeOutput:
+        """LandmarkTrack arrays (engine/pose.py) -> RopeOutput. ``image_size``: (width, height) pixels.
+        ``report(i, n)`` is called after each batch (progress; it may raise to cancel)."""
         T = int(len(valid))
         valid = np.asarray(valid, bool)
         if T == 0 or not valid.any():
@@ -92,6 +94,8 @@ class Rope:
         vis = torch.as_tensor(np.asarray(visibility, np.float32), device=device)
         val = torch.as_tensor(valid, device=device)
         size = torch.as_tensor(np.asarray(image_size, np.float32), device=device)
+        own = torch.as_tensor(hi.membership(hi.INDEP), device=device)                 # (24, 33)
+        own = own / own.sum(1, keepdim=True)
         R_out, root_out, rest_out, conf_out = [], [], [], []
         for a in range(0, T, batch):
             ix = torch.as_tensor(idx[a:a + batch], device=device)                    # (b, W)
@@ -100,7 +104,9 @@ class Rope:
             R_out.append(rot.rot6d_cols_to_matrix(out["rot6d"]).cpu())              # (b, 24, 3, 3)
             root_out.append(out["root"].cpu())
             rest_out.append(out["rest"].cpu())
-            conf_out.append((out["attn"] * vis_c[:, None]).sum(-1).cpu())           # (b, 24)
+            conf_out.append((vis_c @ own.T).cpu())                                    # (b, 24)
+            if report is not None:
+                report(min(a + batch, T), T)
         R = torch.cat(R_out).numpy()
         root = torch.cat(root_out).numpy()
         rest_all = torch.cat(rest_out).numpy()

@@ -154,4 +154,4 @@ def build(kind: str, name: str, device: str = "cpu", overrides: Mapping[str, Any
 
 
 # the built-in implementations register themselves on import (cheap: heavy imports are lazy)
-from . import body_solve, keypoints_blazepose, trajectory_perspective  # noqa: E402,F401
+from . import body_rope, body_solve, keypoints_blazepose, trajectory_perspective  # noqa: E402,F401

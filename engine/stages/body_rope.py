@@ -1,0 +1,76 @@
+"""``body`` stage ``rope``: the learned Rope network (engine/rope) on the BlazePose track.
+
+Rope reads the raw track (it handles missed frames and hidden landmarks itself; no pre-filter: its
+5-frame centred window is its temporal filter) and returns vm24 local rotations in the body-camera
+frame, the root relative to the landmarks' hip centre, and one skeleton for the clip. The anchors for
+the trajectory are the joints whose BlazePose landmark names the same anatomy (shoulders, elbows,
+wrists, knees, ankles) plus the hips, weighted by the landmarks' visibility.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import skeleton as sk
+from ..landmarks import LM
+from . import Report, register
+from .records import BodyMotion, Clip
+
+_ANCHOR_JOINTS = tuple(f"{s}_{p}" for p in ("hip", "shoulder", "elbow", "wrist", "knee", "ankle") for s in ("left", "right"))
+
+
+@dataclass(frozen=True)
+class RopeBodyConfig:
+    weights: str = ""        # folder with config.json + rope.safetensors; "" = models/rope
+    batch: int = 1024        # frames per forward pass
+
+
+@register
+class RopeBody:
+    kind, name = "body", "rope"
+    Config = RopeBodyConfig
+
+    def __init__(self, cfg: RopeBodyConfig, device: str):
+        from ..rope import Rope
+        from ..rope.infer import DEFAULT_DIR
+
+        self.cfg, self.device = cfg, device
+        self.rope = Rope.load(cfg.weights or DEFAULT_DIR)
+
+    @classmethod
+    def from_config(cls, cfg: RopeBodyConfig, device: str = "cpu") -> "RopeBody":
+        return cls(cfg, device)
+
+    @classmethod
+    def describe(cls) -> dict:
+        from pathlib import Path
+
+        d = Path(__file__).resolve().parents[2] / "models" / "rope"
+        return {"weights": str(d / "rope.safetensors"), "weights_found": (d / "rope.safetensors").is_file(),
+                "source": "Rope network trained on mocap with synthetic BlazePose observations (models/rope/README.md)"}
+
+    def __call__(self, track, clip: Clip, report: Report) -> BodyMotion:
+        from .. import solve
+        import torch
+
+        T = len(track)
+        report(0, T)
+        out = self.rope.predict(track.image, track.world, track.visibility, track.valid, (clip.width, clip.height),
+                                device=self.device, batch=self.cfg.batch, report=report)
+        _, P = solve.fk_torch(torch.as_tensor(out.rotations), torch.as_tensor(out.root),
+                              torch.as_tensor(out.rest_offsets))
+        P = P.numpy()
+        aj = [sk.INDEX[n] for n in _ANCHOR_JOINTS]
+        al = [[LM[n]] for n in _ANCHOR_JOINTS]
+        vis = np.where(track.valid[:, None], track.visibility, 0.0).astype(np.float32)
+        weights = vis[:, [a[0] for a in al]] * out.joint_confidence[:, aj].clip(0.05, 1.0)
+        return BodyMotion(
+            rotations=out.rotations, root=out.root, rest_offsets=out.rest_offsets, joints=P, height=out.height,
+            joint_confidence=out.joint_confidence, anchors=P[:, aj].copy(), anchor_landmarks=al,
+            anchor_weights=weights.astype(np.float32),
+            foot_anchors=[k for k, n in enumerate(_ANCHOR_JOINTS) if n.endswith("_ankle")],
+            shape_names=("height",),
+            shape_params=np.asarray([np.interp(out.height, [1.12, 1.625, 2.14], [0.0, 0.5, 1.0])], np.float32),
+            info={"rope_window": self.rope.cfg.window, "frames": T})
