@@ -27,6 +27,7 @@ DEFAULT_DIR = Path(__file__).resolve().parents[2] / "models" / "rope"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "rope.safetensors"
 HEAD_TOP_ABOVE_HEAD_JOINT = 0.10   # metres, for a 1.70 m body (as solve.measure_body)
+GAP_VISIBILITY = 0.5               # visibility of landmarks interpolated over long gaps
 
 
 @dataclass
@@ -67,6 +68,23 @@ def body_height(rest_offsets: np.ndarray) -> float:
     return float(pos[sk.INDEX["head"], 2] + HEAD_TOP_ABOVE_HEAD_JOINT * s)
 
 
+def _bridge_gaps(idx: np.ndarray, valid: np.ndarray, image: np.ndarray, world: np.ndarray, vis: np.ndarray):
+    """Frames whose whole window has no detection (a gap longer than the window; training never shows
+    the network one) get landmarks interpolated over the gap (``trajectory.fill_gaps``, held at the ends)
+    with visibility x ``GAP_VISIBILITY``, and count as present. Shorter gaps stay missing: the network
+    was trained with dropped frames in its window."""
+    from ..trajectory import fill_gaps
+
+    blind = ~valid[idx].any(1)                                                         # (T,)
+    if not blind.any():
+        return image, world, vis, valid
+    image, world, vis = image.copy(), world.copy(), vis.copy()
+    image[blind] = fill_gaps(image, valid)[blind]
+    world[blind] = fill_gaps(world, valid)[blind]
+    vis[blind] = GAP_VISIBILITY * fill_gaps(vis, valid)[blind]
+    return image, world, vis, valid | blind
+
+
 class Rope:
     """Inference wrapper around ``RopeNet``."""
 
@@ -89,10 +107,13 @@ class Rope:
             raise ValueError("Rope needs at least one frame with a detected person")
         net = self.net.to(device)
         idx = window_indices(T, self.cfg.window)                                       # (T, W)
-        img = torch.as_tensor(np.asarray(image, np.float32), device=device)
-        wld = torch.as_tensor(np.asarray(world, np.float32), device=device)
-        vis = torch.as_tensor(np.asarray(visibility, np.float32), device=device)
-        val = torch.as_tensor(valid, device=device)
+        image, world, visibility, present = _bridge_gaps(idx, valid, np.asarray(image, np.float32),
+                                                         np.asarray(world, np.float32),
+                                                         np.asarray(visibility, np.float32))
+        img = torch.as_tensor(image, device=device)
+        wld = torch.as_tensor(world, device=device)
+        vis = torch.as_tensor(visibility, device=device)
+        val = torch.as_tensor(present, device=device)
         size = torch.as_tensor(np.asarray(image_size, np.float32), device=device)
         own = torch.as_tensor(hi.membership(hi.INDEP), device=device)                 # (24, 33)
         own = own / own.sum(1, keepdim=True)
