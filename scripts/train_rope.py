@@ -114,6 +114,7 @@ def calibrated_corruption(o: dict[str, np.ndarray], rng: np.random.Generator, ca
     rms = np.asarray(cal.get("world_rms_xyz", [0.028, 0.028, 0.056]))
     add = np.sqrt(np.maximum(rms ** 2 - np.array([0.028, 0.028, 0.056]) ** 2, 0.0))
     wld = wld + rng.normal(size=(1, 33, 3)) * add * np.sqrt(0.6) + _slow(rng, (T, 33, 3)) * add * np.sqrt(0.4)
+    wld = wld - wld[:, HIP_LM].mean(1, keepdims=True)      # BlazePose's world origin is its own hip midpoint
     # image noise up to the measured median (px per 400 px of body diagonal; synthesize has ~3.4)
     med = cal.get("image_px400_visible_median", 3.4)
     sig = np.sqrt(max(med ** 2 - 3.4 ** 2, 0.0)) / 1.18 / 400.0
@@ -340,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-minutes", type=float, default=4.0)
     ap.add_argument("--calibration", type=Path, default=None, help="noise calibration JSON")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reset-best", action="store_true", help="on resume, forget the best validation score "
+                    "(after a change of the data or features)")
     ap.add_argument("--config", default="{}", help="RopeConfig overrides as JSON, e.g. '{\"window\": 1}'")
     ap.add_argument("--limit-clips", type=int, default=None, help="quick runs: only the first N clips")
     args = ap.parse_args(argv)
@@ -379,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt:
         net.load_state_dict(ckpt["model"], strict=True)
         opt.load_state_dict(ckpt["optimizer"])
-        best = float(ckpt["best"])
+        best = float("inf") if args.reset_best else float(ckpt["best"])
         log.info("resumed at step %d (best val MPJPE %.1f mm)", step, best)
     else:
         log.info("new run: %s, %d parameters", cfg, sum(p.numel() for p in net.parameters()))

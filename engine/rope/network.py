@@ -4,7 +4,7 @@ Input features (``landmark_features``) are built the same way in training and in
 of ``cfg.window`` frames centred on the frame estimated (edges repeat the first/last frame; frames with
 no detection are zeros with a "present" flag of 0). Per landmark and frame, 8 numbers:
 x, y in the person's box (centre and size from the window's visible landmarks, in pixels, so the
-aspect is kept), the relative depth z in box units, the metric world position (BlazePose world axes,
+aspect is kept), a zero (BlazePose's image z, unused: see ``landmark_features``), the metric world position (BlazePose world axes,
 hip-centred), the visibility and the present flag. Four numbers per window describe the box in the
 image (centre offset from the image centre and size, over the image height; the aspect W/H).
 
@@ -29,7 +29,7 @@ from ..pose import N_LANDMARKS
 from . import hierarchy as hi
 from .config import RopeConfig
 
-FEATURES_PER_LANDMARK = 8          # box x, y, box z, world x, y, z, visibility, present
+FEATURES_PER_LANDMARK = 8          # box x, y, (unused z: 0), world x, y, z, visibility, present
 GLOBAL_FEATURES = 4                # box centre x, y (from the image centre, / H), box size / H, W / H
 ROT6D_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 VIS_THRESHOLD = 0.3                # landmarks used for the box
@@ -58,7 +58,9 @@ def landmark_features(image: torch.Tensor, world: torch.Tensor, visibility: torc
     scale = torch.where(none, size[:, 1], (hi_ - lo).max(-1).values).clamp_min(8.0)  # (B,)
     s = scale[:, None, None, None]
     xy = (px - centre[:, None, None]) / s                                      # (B, W, 33, 2)
-    z = torch.nan_to_num(image[..., 2:3]) * size[:, None, None, :1] / s        # (B, W, 33, 1)
+    # BlazePose's image z is not used (the slot stays, zero): on the dev set its spread is 4x that of a
+    # projection-consistent relative depth, and not centred on the hips; the world landmarks carry depth.
+    z = torch.zeros_like(image[..., 2:3])                                      # (B, W, 33, 1)
     wl = torch.nan_to_num(world)                                               # (B, W, 33, 3)
     vis = torch.where(ok, visibility, torch.zeros_like(visibility))[..., None]  # (B, W, 33, 1)
     f = torch.cat([xy, z, wl, vis, ok[..., None].to(dt)], -1) * ok[..., None].to(dt)  # (B, W, 33, 8)
