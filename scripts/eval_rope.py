@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "devset_landmarks")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--rope-smoothing", type=float, default=0.17, help="seconds (Rope.predict smoothing)")
     ap.add_argument("--skip-v1", action="store_true", help="only raw BlazePose and Rope (faster)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -158,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             entry["v1_seconds"] = time.perf_counter() - t
             entry["v1_solve"] = score(joints_camera(R, root, rest), G, occ, hidden, fps)
         t = time.perf_counter()
-        out = rope.predict(tr["image"], tr["world"], tr["visibility"], tr["valid"], tuple(tr["image_size"]))
+        out = rope.predict(tr["image"], tr["world"], tr["visibility"], tr["valid"], tuple(tr["image_size"]),
+                           fps=fps, smoothing=args.rope_smoothing)
         entry["rope_seconds"] = time.perf_counter() - t
         entry["rope"] = score(joints_camera(out.rotations, out.root, out.rest_offsets), G, occ, hidden, fps)
         entry["rope_height"], entry["gt_height"] = out.height, float(gt["body_height_m"])

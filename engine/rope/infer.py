@@ -98,8 +98,13 @@ class Rope:
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, world: np.ndarray, visibility: np.ndarray, valid: np.ndarray,
-                image_size, *, device: str = "cpu", batch: int = 2048, report=None) -> RopeOutput:
+                image_size, *, fps: float = 30.0, smoothing: float = 0.17, device: str = "cpu",
+                batch: int = 2048, report=None) -> RopeOutput:
         """LandmarkTrack arrays (engine/pose.py) -> RopeOutput. ``image_size``: (width, height) pixels.
+
+        ``smoothing``: seconds of a zero-lag Savitzky-Golay filter (order 2) over the rotations (their 6D
+        columns, re-orthonormalised) and the root; 0.17 s is the v1 engine's landmark pre-filter (TAR's
+        5 frames at 30 fps; see SolveConfig.smoothing), 0 = off.
         ``report(i, n)`` is called after each batch (progress; it may raise to cancel)."""
         T = int(len(valid))
         valid = np.asarray(valid, bool)
@@ -128,8 +133,15 @@ class Rope:
             conf_out.append((vis_c @ own.T).cpu())                                    # (b, 24)
             if report is not None:
                 report(min(a + batch, T), T)
-        R = torch.cat(R_out).numpy()
+        R = torch.cat(R_out)
         root = torch.cat(root_out).numpy()
+        if smoothing > 0 and T > 3:
+            from ..trajectory import smooth
+
+            six = smooth(rot.matrix_to_rot6d_cols(R).numpy(), fps, smoothing)             # (T, 24, 6)
+            R = rot.rot6d_cols_to_matrix(torch.as_tensor(six))
+            root = smooth(root, fps, smoothing)
+        R = R.numpy()
         rest_all = torch.cat(rest_out).numpy()
         conf = torch.cat(conf_out).numpy()
         # one skeleton: median over the frames with a detection

@@ -25,6 +25,7 @@ _ANCHOR_JOINTS = tuple(f"{s}_{p}" for p in ("hip", "shoulder", "elbow", "wrist",
 class RopeBodyConfig:
     weights: str = ""        # folder with config.json + rope.safetensors; "" = models/rope
     batch: int = 1024        # frames per forward pass
+    smoothing: float = 0.17  # seconds, Savitzky-Golay over the output rotations and root (0 = off)
 
 
 @register
@@ -58,7 +59,8 @@ class RopeBody:
         T = len(track)
         report(0, T)
         out = self.rope.predict(track.image, track.world, track.visibility, track.valid, (clip.width, clip.height),
-                                device=self.device, batch=self.cfg.batch, report=report)
+                                fps=clip.fps, smoothing=self.cfg.smoothing, device=self.device,
+                                batch=self.cfg.batch, report=report)
         _, P = solve.fk_torch(torch.as_tensor(out.rotations), torch.as_tensor(out.root),
                               torch.as_tensor(out.rest_offsets))
         P = P.numpy()
