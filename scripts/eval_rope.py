@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "devset_landmarks")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--speed", action="store_true")
-    ap.add_argument("--rope-smoothing", type=float, default=0.17, help="seconds (Rope.predict smoothing)")
+    ap.add_argument("--rope-smoothing", type=float, default=0.25, help="seconds (Rope.predict smoothing)")
     ap.add_argument("--skip-v1", action="store_true", help="only raw BlazePose and Rope (faster)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

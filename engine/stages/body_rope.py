@@ -25,7 +25,7 @@ _ANCHOR_JOINTS = tuple(f"{s}_{p}" for p in ("hip", "shoulder", "elbow", "wrist",
 class RopeBodyConfig:
     weights: str = ""        # folder with config.json + rope.safetensors; "" = models/rope
     batch: int = 1024        # frames per forward pass
-    smoothing: float = 0.17  # seconds, Savitzky-Golay over the output rotations and root (0 = off)
+    smoothing: float = 0.25  # seconds, Savitzky-Golay over the output rotations and root (0 = off; Rope.predict)
 
 
 @register
