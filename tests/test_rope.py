@@ -194,3 +194,16 @@ def test_cli_runs_with_body_rope(tmp_path):
     assert np.isfinite(r["joints_world"]).all()
     path = np.linalg.norm(r["root_translation"][-1, :2] - r["root_translation"][0, :2])
     assert path > 1.0, path                                      # the walker travels (trajectory ran on Rope's body)
+
+
+def test_long_detection_gap_is_bridged_and_flagged():
+    torch.manual_seed(0)
+    rope = Rope(RopeNet(SMALL))
+    image, world, vis, valid, size = _track(T=30)
+    image, world, vis, valid = image.copy(), world.copy(), vis.copy(), valid.copy()
+    valid[8:22] = False                                  # a gap much longer than the 5-frame window
+    image[~valid], world[~valid], vis[~valid] = np.nan, np.nan, 0.0
+    out = rope.predict(image, world, vis, valid, size, smoothing=0.25)
+    _check_rotations(out.rotations)
+    assert np.isfinite(out.root).all()
+    assert (out.joint_confidence[~valid] == 0).all() and (out.joint_confidence[valid] > 0).any()
