@@ -75,6 +75,11 @@ class CameraTracker:
         self._cur_pts: np.ndarray | None = None           # (N, 1, 2) their positions in the previous frame
         self._H_key = np.eye(3)                           # frame 0 -> keyframe
         self._since_key = 0
+        self._key_index = 0
+        self.key_index: list[int] = []                    # per frame: its keyframe's index
+        # per frame: RANSAC-inlier tracks (keyframe pixels, current pixels), at most ``keep`` of them
+        self.matches: list[tuple[np.ndarray, np.ndarray]] = []
+        self.keep = 80
 
     def _grey(self, rgb: np.ndarray) -> np.ndarray:
         k = max(1, rgb.shape[1] // (2 * self.width))
@@ -97,15 +102,21 @@ class CameraTracker:
         self._cur_pts = self._key_pts.copy()
         self._H_key = H
         self._since_key = 0
+        self._key_index = len(self._H) - 1
 
     def update(self, rgb: np.ndarray, person_xy: np.ndarray | None) -> None:
         """Next frame (RGB) and the person's landmarks (N, 2) normalised to the frame, or None."""
         grey = self._grey(rgb)
+        empty = (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
         if self._prev is None:
             self._H.append(np.eye(3))
+            self.key_index.append(0)
+            self.matches.append(empty)
             self._new_keyframe(grey, person_xy, np.eye(3))
             self._prev = grey
             return
+        self.key_index.append(self._key_index)
+        match = empty
         H = self._H[-1]
         if self._cur_pts is not None and len(self._cur_pts) >= 8:
             nxt, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, self._cur_pts, None, winSize=(21, 21),
@@ -118,8 +129,11 @@ class CameraTracker:
                     H = H_kc @ self._H_key
                     keep = inl[:, 0] == 1                       # drop tracks that left the background
                     self._key_pts, self._cur_pts = self._key_pts[keep], self._cur_pts[keep]
+                    step = max(1, len(self._key_pts) // self.keep)
+                    match = (self._key_pts[::step, 0].copy(), self._cur_pts[::step, 0].copy())
         H = H / H[2, 2]
         self._H.append(H)
+        self.matches.append(match)
         self._since_key += 1
         if self._cur_pts is None or len(self._cur_pts) < self.min_tracks or self._since_key >= self.keyframe_every:
             self._new_keyframe(grey, person_xy, H)

@@ -24,6 +24,8 @@ class Clip:
     focal_px: float                  # focal length of the displayed frame
     camera: str = "auto"             # auto | static | moving (the user's hint)
     camera_moving: bool | None = None  # the camera-motion meter's verdict (None: could not tell)
+    # (T, 3, 3) camera rotations from the background, X_t = R_t X_0 (OpenCV axes; None: not measured)
+    camera_rotations: np.ndarray | None = field(default=None, compare=False)
     warn: Callable[[str, str], None] = field(default=lambda code, message: None, compare=False)
 
     @property

@@ -26,6 +26,7 @@ class PerspectiveConfig:
     depth_smoothing: float = 1.0
     depth_outlier_tol: float = 0.15  # relative distance from the running median depth that drops a frame
     min_support: float = 2.0         # sum of anchor weights below which a frame's translation is not trusted
+    compensate_rotation: bool = True  # moving camera: remove its measured rotation (Clip.camera_rotations)
 
 
 def camera_is_static(clip: Clip) -> bool:
@@ -86,19 +87,33 @@ class PerspectiveTrajectory:
         report(1, 3)
         P_cam = motion.joints @ BC_TO_CV.T + t_cam[:, None]                      # (T, J, 3)
         foot_cam = motion.anchors[:, motion.foot_anchors] @ BC_TO_CV.T + t_cam[:, None]
+        static = camera_is_static(clip)
+        R_cam = None if static or not self.cfg.compensate_rotation else clip.camera_rotations
+        if R_cam is not None:   # into the first frame's camera axes: X_0 = R_t^T X_t (rotation only)
+            P_cam = np.einsum("tba,tjb->tja", R_cam, P_cam)
+            foot_cam = np.einsum("tba,tjb->tja", R_cam, foot_cam)
         torso_up = P_cam[:, sk.INDEX["neck"]] - P_cam[:, 0]
         wf, info = tr.estimate_world(foot_cam, torso_up, P_cam[:, 0], track.valid)
-        static = camera_is_static(clip)
         if clip.camera == "auto":
             info["camera_motion"] = None if clip.camera_moving is None else (
                 "moving" if clip.camera_moving else "static")
-        if not static:
-            clip.warn("moving_camera", "The camera seems to move: moving cameras are not handled yet, so the "
+        info["camera_rotation"] = "estimated" if R_cam is not None else "none"
+        if not static and R_cam is None:
+            clip.warn("moving_camera", "The camera seems to move: its motion could not be measured, so the "
                                        "trajectory is relative to the camera and may drift or slide.")
-        # world rotations/translations: p_world = B^T (p_cam - origin)
-        R_root_w = np.einsum("ab,bc,tcd->tad", wf.B.T, BC_TO_CV, motion.rotations[:, 0])
+        elif not static:
+            clip.warn("moving_camera", "The camera moves: its rotation was measured from the background and "
+                                       "removed; a camera that also travels (dolly, tracking shot) is not yet "
+                                       "compensated, so the path may drift.")
+        # world rotations/translations: p_world = B^T (p_cam0 - origin); camera t: X_t = R_t (B p + origin)
+        R_root_cv = np.einsum("bc,tcd->tbd", BC_TO_CV, motion.rotations[:, 0])
+        if R_cam is not None:
+            R_root_cv = np.einsum("tba,tbd->tad", R_cam, R_root_cv)
+        R_root_w = np.einsum("ab,tbd->tad", wf.B.T, R_root_cv)
         root_w = wf.to_world(P_cam[:, 0])
+        E = np.repeat(wf.extrinsic()[None], len(root_w), axis=0)
+        if R_cam is not None:
+            E[:, :3, :] = np.einsum("tab,tbc->tac", R_cam, E[:, :3, :])
         report(2, 3)
-        return Trajectory(root_world=root_w, root_orient_world=R_root_w,
-                          camera_extrinsics=np.repeat(wf.extrinsic()[None], len(root_w), axis=0),
+        return Trajectory(root_world=root_w, root_orient_world=R_root_w, camera_extrinsics=E,
                           camera_static=static, info=info)
