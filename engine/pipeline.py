@@ -134,11 +134,10 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
 
     timings = {} if timings is None else timings
     W, H = info.display_width, info.display_height
-    focal = focal_length(opts.camera, W, H)
-    rotations = camera_tracker.rotations(focal, W) if camera_tracker is not None else None
-    clip = Clip(fps=output_fps(opts.job.fps, info.fps, track.times), width=W, height=H, focal_px=focal,
-                camera=opts.camera.mode, camera_moving=camera_moving, warn=warn,
-                camera_rotations=rotations if rotations is not None and len(rotations) == len(track) else None)
+    tracks = camera_tracker if camera_tracker is not None and len(camera_tracker.matches) == len(track) else None
+    clip = Clip(fps=output_fps(opts.job.fps, info.fps, track.times), width=W, height=H,
+                focal_px=focal_length(opts.camera, W, H), camera=opts.camera.mode, camera_moving=camera_moving,
+                warn=warn, camera_tracks=tracks)
     t0 = time.perf_counter()
     motion = build_stage("body", opts.body, device)(track, clip, stage_report(proto, "solve"))
     timings["solve"] = time.perf_counter() - t0
@@ -185,7 +184,12 @@ def detect(opts: RunOptions, info, proto: Protocol, warn, device: str):
             if tracker is not None:
                 tracker.update(fr.image, person)
             proto.progress("pose", len(buf), reader.expected_frames)
-    return buf.track(), (meter.is_moving() if meter is not None else None), tracker, (reader.width, reader.height)
+    # moving or not: the background tracks' verdict (the view's displacement); the optical-flow meter only
+    # when too little background was tracked to tell
+    moving = tracker.is_moving() if tracker is not None else None
+    if moving is None and meter is not None:
+        moving = meter.is_moving()
+    return buf.track(), moving, tracker, (reader.width, reader.height)
 
 
 def check_track(track, video_path: str, warn) -> None:
