@@ -75,6 +75,11 @@ class CameraTracker:
         self._cur_pts: np.ndarray | None = None           # (N, 1, 2) their positions in the previous frame
         self._H_key = np.eye(3)                           # frame 0 -> keyframe
         self._since_key = 0
+        self._key_index = 0
+        self.key_index: list[int] = []                    # per frame: its keyframe's index
+        # per frame: RANSAC-inlier tracks (keyframe pixels, current pixels), at most ``keep`` of them
+        self.matches: list[tuple[np.ndarray, np.ndarray]] = []
+        self.keep = 80
 
     def _grey(self, rgb: np.ndarray) -> np.ndarray:
         k = max(1, rgb.shape[1] // (2 * self.width))
@@ -97,15 +102,21 @@ class CameraTracker:
         self._cur_pts = self._key_pts.copy()
         self._H_key = H
         self._since_key = 0
+        self._key_index = len(self._H) - 1
 
     def update(self, rgb: np.ndarray, person_xy: np.ndarray | None) -> None:
         """Next frame (RGB) and the person's landmarks (N, 2) normalised to the frame, or None."""
         grey = self._grey(rgb)
+        empty = (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
         if self._prev is None:
             self._H.append(np.eye(3))
+            self.key_index.append(0)
+            self.matches.append(empty)
             self._new_keyframe(grey, person_xy, np.eye(3))
             self._prev = grey
             return
+        self.key_index.append(self._key_index)
+        match = empty
         H = self._H[-1]
         if self._cur_pts is not None and len(self._cur_pts) >= 8:
             nxt, st, _ = cv2.calcOpticalFlowPyrLK(self._prev, grey, self._cur_pts, None, winSize=(21, 21),
@@ -118,12 +129,35 @@ class CameraTracker:
                     H = H_kc @ self._H_key
                     keep = inl[:, 0] == 1                       # drop tracks that left the background
                     self._key_pts, self._cur_pts = self._key_pts[keep], self._cur_pts[keep]
+                    step = max(1, len(self._key_pts) // self.keep)
+                    match = (self._key_pts[::step, 0].copy(), self._cur_pts[::step, 0].copy())
         H = H / H[2, 2]
         self._H.append(H)
+        self.matches.append(match)
         self._since_key += 1
         if self._cur_pts is None or len(self._cur_pts) < self.min_tracks or self._since_key >= self.keyframe_every:
             self._new_keyframe(grey, person_xy, H)
         self._prev = grey
+
+    def motion_extent(self) -> np.ndarray:
+        """Per frame: how far the view moved since the first frame, as the largest displacement of the
+        frame's corners under the homography, in frame widths."""
+        if self.size is None or not self._H:
+            return np.zeros(0)
+        w, h = self.size
+        c = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], float)      # (4, 3)
+        q = np.einsum("tab,nb->tna", self.homographies(), c)                   # (T, 4, 3)
+        q = q[..., :2] / q[..., 2:3]
+        return np.linalg.norm(q - c[None, :, :2], axis=-1).max(1) / w
+
+    def is_moving(self, threshold: float = 0.015) -> bool | None:
+        """True when the view moved by more than ``threshold`` frame widths (about 1 degree at the default
+        focal) in at least a tenth of the frames; None when too little background was tracked to tell."""
+        ext = self.motion_extent()
+        tracked = np.array([len(k) >= 8 for k, _ in self.matches[1:]], bool)
+        if len(ext) < 5 or tracked.mean() < 0.5:
+            return None
+        return bool(np.quantile(ext, 0.9) > threshold)
 
     def homographies(self) -> np.ndarray:
         """(T, 3, 3) frame 0 -> frame t, in tracking-frame pixels."""
@@ -141,3 +175,90 @@ class CameraTracker:
         M = np.linalg.inv(K) @ self.homographies() @ K                    # (T, 3, 3) ~ scale * R
         M = M / np.cbrt(np.linalg.det(M))[:, None, None]
         return Rotation.from_matrix(M).as_matrix()                        # nearest rotations
+
+
+def tracking_intrinsics(tracker: CameraTracker, focal_display: float, display_width: int) -> np.ndarray:
+    """(3, 3) K of the tracker's small frames (principal point at the centre)."""
+    w, h = tracker.size or (display_width, display_width)
+    f = focal_display * w / display_width
+    return np.array([[f, 0.0, w / 2.0], [0.0, f, h / 2.0], [0.0, 0.0, 1.0]])
+
+
+def decompose_plane_homography(M: np.ndarray, n: np.ndarray, d: float) -> tuple[np.ndarray, np.ndarray]:
+    """``M ~ R + t n^T / d`` (a calibrated homography induced by the plane ``n . X = d``, up to scale) with
+    the plane known -> (R, t). Directions in the plane are moved by R alone (``M u = s R u`` for ``u``
+    orthogonal to ``n``), which fixes R and the scale; the rest of ``M n`` is the translation."""
+    from scipy.spatial.transform import Rotation
+
+    n = n / np.linalg.norm(n)
+    u1 = np.cross(n, [1.0, 0.0, 0.0] if abs(n[0]) < 0.9 else [0.0, 1.0, 0.0])
+    u1 /= np.linalg.norm(u1)
+    u2 = np.cross(n, u1)
+    a1, a2 = M @ u1, M @ u2
+    U = np.stack([u1, u2, n], 1)
+    best = None
+    for s in (0.5 * (np.linalg.norm(a1) + np.linalg.norm(a2)), -0.5 * (np.linalg.norm(a1) + np.linalg.norm(a2))):
+        Q = np.stack([a1 / s, a2 / s, np.cross(a1, a2) / s ** 2], 1)
+        R = Rotation.from_matrix(Q @ U.T).as_matrix()
+        if best is None or np.trace(R) > np.trace(best[0]):   # the motion between nearby frames is small
+            best = (R, s)
+    R, s = best
+    t = d * (M @ n / s - R @ n)
+    return R, t
+
+
+def _rotation_only(M: np.ndarray, tol: float = 0.03) -> np.ndarray | None:
+    """The rotation of a calibrated homography of a purely rotating camera, None when ``M`` is not one
+    (the camera also travelled: a rotation read from it would be wrong)."""
+    from scipy.spatial.transform import Rotation
+
+    det = np.linalg.det(M)
+    if not np.isfinite(det) or abs(det) < 1e-9:
+        return None
+    M = M / np.cbrt(det)
+    R = Rotation.from_matrix(M).as_matrix()
+    return R if np.linalg.norm(M - R) < tol else None
+
+
+def camera_poses(tracker: CameraTracker, K: np.ndarray, ground_n: np.ndarray | None = None,
+                 ground_point: np.ndarray | None = None, max_range: float = 30.0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame camera motion from the tracks: ``X_t = R_t X_0 + t_t`` (OpenCV axes, metres).
+
+    With the ground plane of the first frame (``ground_n`` up, ``ground_point`` on the floor, both in the
+    first camera's coordinates) the tracks that lie on the floor give rotation AND metric translation
+    (the camera height sets the scale); without it, or with too few floor tracks, a frame gets the pure
+    rotation of all tracks when its homography is one, else it keeps the previous pose. Returns R (T, 3, 3),
+    t (T, 3) and the method per frame (0 held, 1 rotation only, 2 floor plane).
+    """
+    T = len(tracker.matches)
+    R = np.tile(np.eye(3), (T, 1, 1))
+    t = np.zeros((T, 3))
+    how = np.zeros(T, np.int8)
+    Kinv = np.linalg.inv(K)
+    for i in range(1, T):
+        k = tracker.key_index[i]
+        key, cur = tracker.matches[i]
+        R_k, t_k = R[k], t[k]
+        R[i], t[i] = R[i - 1], t[i - 1]
+        if len(key) < 8:
+            continue
+        if ground_n is not None and ground_point is not None:
+            n_k = R_k @ ground_n
+            d_k = float(n_k @ (R_k @ ground_point + t_k))
+            rays = np.c_[key, np.ones(len(key))] @ Kinv.T                      # (N, 3)
+            lam = d_k / (rays @ n_k)
+            on_floor = (lam > 0) & (lam * np.linalg.norm(rays, axis=1) < max_range)
+            if on_floor.sum() >= 10:
+                H, inl = cv2.findHomography(key[on_floor], cur[on_floor], cv2.RANSAC, 1.5)
+                if H is not None and inl is not None and inl.sum() >= 8:
+                    R_kt, t_kt = decompose_plane_homography(Kinv @ H @ K, n_k, d_k)
+                    R[i], t[i], how[i] = R_kt @ R_k, R_kt @ t_k + t_kt, 2
+                    continue
+        H, inl = cv2.findHomography(key, cur, cv2.RANSAC, 1.5)
+        if H is None:
+            continue
+        R_kt = _rotation_only(Kinv @ H @ K)
+        if R_kt is not None:
+            R[i], t[i], how[i] = R_kt @ R_k, R_kt @ t_k, 1
+    return R, t, how

@@ -125,7 +125,8 @@ def build_stage(kind: str, choice: StageChoice, device: str):
 
 
 def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device: str = "cpu",
-                camera_moving: bool | None = None, timings: dict | None = None) -> tuple[dict, dict]:
+                camera_moving: bool | None = None, camera_tracker=None, timings: dict | None = None
+                ) -> tuple[dict, dict]:
     """Landmark track -> result arrays (all fields but ``meta_json``) and metadata: the stages after the
     keypoints (separate so that tools can rerun them on cached landmarks)."""
     from .result import assemble
@@ -133,9 +134,10 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
 
     timings = {} if timings is None else timings
     W, H = info.display_width, info.display_height
+    tracks = camera_tracker if camera_tracker is not None and len(camera_tracker.matches) == len(track) else None
     clip = Clip(fps=output_fps(opts.job.fps, info.fps, track.times), width=W, height=H,
                 focal_px=focal_length(opts.camera, W, H), camera=opts.camera.mode, camera_moving=camera_moving,
-                warn=warn)
+                warn=warn, camera_tracks=tracks)
     t0 = time.perf_counter()
     motion = build_stage("body", opts.body, device)(track, clip, stage_report(proto, "solve"))
     timings["solve"] = time.perf_counter() - t0
@@ -162,7 +164,7 @@ def detect(opts: RunOptions, info, proto: Protocol, warn, device: str):
     """Decode + keypoints over the clip (decoding runs in the reader's thread). Returns the landmark
     track, the camera-motion verdict (None if not measured or unknown) and the reader's processed size."""
     from . import video
-    from .camera_motion import CameraMotionMeter
+    from .camera_motion import CameraMotionMeter, CameraTracker
     from .pose import LandmarkBuffer
 
     job = opts.job
@@ -170,15 +172,24 @@ def detect(opts: RunOptions, info, proto: Protocol, warn, device: str):
                                fps=job.fps, max_side=job.max_side, on_warning=warn, info=info)
     buf = LandmarkBuffer()
     meter = CameraMotionMeter() if opts.camera.mode == "auto" else None
+    tracker = CameraTracker() if opts.camera.mode != "static" else None
     with build_stage("keypoints", opts.keypoints, device) as keypoints, reader:
         proto.progress("pose", 0, reader.expected_frames, force=True)
         for fr in reader:
             det = keypoints(fr.image)
             buf.append(fr.time, fr.index, det)
+            person = None if det is None else det.image[:, :2]
             if meter is not None:
-                meter.update(fr.image, None if det is None else det.image[:, :2])
+                meter.update(fr.image, person)
+            if tracker is not None:
+                tracker.update(fr.image, person)
             proto.progress("pose", len(buf), reader.expected_frames)
-    return buf.track(), (meter.is_moving() if meter is not None else None), (reader.width, reader.height)
+    # moving or not: the background tracks' verdict (the view's displacement); the optical-flow meter only
+    # when too little background was tracked to tell
+    moving = tracker.is_moving() if tracker is not None else None
+    if moving is None and meter is not None:
+        moving = meter.is_moving()
+    return buf.track(), moving, tracker, (reader.width, reader.height)
 
 
 def check_track(track, video_path: str, warn) -> None:
@@ -217,7 +228,7 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
         proto.warning(code, message)
 
     t0 = time.perf_counter()
-    track, moving, processed_size = detect(opts, info, proto, warn, opts.device)
+    track, moving, tracker, processed_size = detect(opts, info, proto, warn, opts.device)
     timings["decode_pose"] = time.perf_counter() - t0
     check_track(track, opts.job.video, warn)
     proto.progress("pose", len(track), len(track), force=True)
@@ -228,7 +239,8 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     # each other as soon as another process holds a core (0.9 s became 18-30 s).
     torch.set_num_threads(1)
     device = resolve_device(opts.device)
-    data, meta = reconstruct(track, info, opts, proto, warn, device=device, camera_moving=moving, timings=timings)
+    data, meta = reconstruct(track, info, opts, proto, warn, device=device, camera_moving=moving,
+                             camera_tracker=tracker, timings=timings)
 
     proto.progress("write", 0, 1, force=True)
     timings["total"] = time.perf_counter() - t_start

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from engine import skeleton as sk
+from engine.environment import use_bundled_anny_cache
 from scripts.vmkit.mocap.asf_amc import asf_amc_to_clip, parse_amc, parse_asf
 from scripts.vmkit.mocap.bvh import parse_bvh
 from scripts.vmkit.mocap.dataset import DEFAULT_ROOT, VAL_SUBJECTS, list_clips, load_motion
@@ -201,6 +202,7 @@ def test_walk_faces_where_it_goes_and_has_contacts():
     np.testing.assert_allclose(half.joints_world, m.joints_world[::2], atol=1e-6)
 
 
+use_bundled_anny_cache()  # the venv's prebuilt cache (engine/setup_env.py), as the engine does
 ANNY_CACHE = Path(os.environ.get("ANNY_CACHE_DIR", Path.home() / ".cache" / "anny"))
 
 

@@ -7,7 +7,7 @@ joints, ``K`` anchors, ``F`` foot points.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -24,6 +24,8 @@ class Clip:
     focal_px: float                  # focal length of the displayed frame
     camera: str = "auto"             # auto | static | moving (the user's hint)
     camera_moving: bool | None = None  # the camera-motion meter's verdict (None: could not tell)
+    # background feature tracks (engine.camera_motion.CameraTracker; None: not measured)
+    camera_tracks: Any = field(default=None, compare=False)
     warn: Callable[[str, str], None] = field(default=lambda code, message: None, compare=False)
 
     @property

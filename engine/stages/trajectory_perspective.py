@@ -26,6 +26,8 @@ class PerspectiveConfig:
     depth_smoothing: float = 1.0
     depth_outlier_tol: float = 0.15  # relative distance from the running median depth that drops a frame
     min_support: float = 2.0         # sum of anchor weights below which a frame's translation is not trusted
+    compensate_camera: bool = True   # moving camera: remove its measured motion (Clip.camera_tracks)
+    camera_smoothing: float = 0.3    # s, filter of the measured camera path (keeps handheld shake of ~1 Hz)
 
 
 def camera_is_static(clip: Clip) -> bool:
@@ -77,6 +79,32 @@ class PerspectiveTrajectory:
         t_cam[:, 2] = tr.smooth(t_cam[:, 2:], clip.fps, cfg.depth_smoothing)[:, 0]
         return t_cam
 
+    def camera_motion(self, P_cam: np.ndarray, foot_cam: np.ndarray, valid: np.ndarray, clip: Clip):
+        """The moving camera's poses (``X_t = R_t X_0 + t_t``) from the background tracks, with the floor
+        of the first second (from the body) for metric translation; None when not measured."""
+        from .. import camera_motion as cm
+        from .. import trajectory as tr
+
+        tracks = clip.camera_tracks
+        if tracks is None or not self.cfg.compensate_camera:
+            return None
+        first = np.zeros(len(valid), bool)
+        first[:max(10, int(round(clip.fps)))] = True
+        first &= valid
+        if first.sum() < 3:
+            first = valid
+        torso_up = P_cam[:, sk.INDEX["neck"]] - P_cam[:, 0]
+        wf0, _ = tr.estimate_world(foot_cam[first], torso_up[first], P_cam[first, 0], valid[first])
+        K = cm.tracking_intrinsics(tracks, clip.focal_px, clip.width)
+        R, t, how = cm.camera_poses(tracks, K, wf0.B[:, 2], wf0.origin)
+        if self.cfg.camera_smoothing > 0:   # tracking noise would otherwise reach the body as jitter
+            from scipy.spatial.transform import Rotation
+
+            rv = tr.smooth(Rotation.from_matrix(R).as_rotvec(), clip.fps, self.cfg.camera_smoothing)
+            R = Rotation.from_rotvec(rv).as_matrix()
+            t = tr.smooth(t, clip.fps, self.cfg.camera_smoothing)
+        return R, t, how
+
     def __call__(self, track, motion: BodyMotion, clip: Clip, report: Report) -> Trajectory:
         from .. import trajectory as tr
         from ..geometry.frames import BC_TO_CV
@@ -84,21 +112,37 @@ class PerspectiveTrajectory:
         report(0, 3)
         t_cam = self.camera_root(track, motion, clip)
         report(1, 3)
-        P_cam = motion.joints @ BC_TO_CV.T + t_cam[:, None]                      # (T, J, 3)
+        P_cam = motion.joints @ BC_TO_CV.T + t_cam[:, None]                      # (T, J, 3) camera t
         foot_cam = motion.anchors[:, motion.foot_anchors] @ BC_TO_CV.T + t_cam[:, None]
+        static = camera_is_static(clip)
+        cam = None if static else self.camera_motion(P_cam, foot_cam, track.valid, clip)
+        if cam is not None:   # into the first frame's camera: X_0 = R_t^T (X_t - t_t)
+            R_c, t_c, how = cam
+            P_cam = np.einsum("tba,tjb->tja", R_c, P_cam - t_c[:, None])
+            foot_cam = np.einsum("tba,tjb->tja", R_c, foot_cam - t_c[:, None])
         torso_up = P_cam[:, sk.INDEX["neck"]] - P_cam[:, 0]
         wf, info = tr.estimate_world(foot_cam, torso_up, P_cam[:, 0], track.valid)
-        static = camera_is_static(clip)
         if clip.camera == "auto":
             info["camera_motion"] = None if clip.camera_moving is None else (
                 "moving" if clip.camera_moving else "static")
-        if not static:
-            clip.warn("moving_camera", "The camera seems to move: moving cameras are not handled yet, so the "
+        if cam is not None:
+            info["camera_estimate"] = {"floor": float((cam[2] == 2).mean()), "rotation_only": float((cam[2] == 1).mean()),
+                                       "held": float((cam[2] == 0).mean())}
+            if (cam[2] == 2).mean() < 0.5:
+                clip.warn("moving_camera", "The camera moves and the floor was seen in too few frames to measure "
+                                           "how far it travelled; the path may drift.")
+        elif not static:
+            clip.warn("moving_camera", "The camera seems to move: its motion could not be measured, so the "
                                        "trajectory is relative to the camera and may drift or slide.")
-        # world rotations/translations: p_world = B^T (p_cam - origin)
-        R_root_w = np.einsum("ab,bc,tcd->tad", wf.B.T, BC_TO_CV, motion.rotations[:, 0])
+        # world rotations/translations: p_world = B^T (p_cam0 - origin); camera t: X_t = R_t (B p + origin) + t_t
+        R_root_cv = np.einsum("bc,tcd->tbd", BC_TO_CV, motion.rotations[:, 0])
+        E = np.repeat(wf.extrinsic()[None], len(t_cam), axis=0)
+        if cam is not None:
+            R_root_cv = np.einsum("tba,tbd->tad", cam[0], R_root_cv)
+            E[:, :3, :] = np.einsum("tab,tbc->tac", cam[0], E[:, :3, :])
+            E[:, :3, 3] += cam[1]
+        R_root_w = np.einsum("ab,tbd->tad", wf.B.T, R_root_cv)
         root_w = wf.to_world(P_cam[:, 0])
         report(2, 3)
-        return Trajectory(root_world=root_w, root_orient_world=R_root_w,
-                          camera_extrinsics=np.repeat(wf.extrinsic()[None], len(root_w), axis=0),
+        return Trajectory(root_world=root_w, root_orient_world=R_root_w, camera_extrinsics=E,
                           camera_static=static, info=info)
