@@ -44,14 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keypoints", default="blazepose", help="keypoints stage (see: check --json)")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
     r.add_argument("--trajectory", default="perspective", help="trajectory stage (see: check --json)")
-    r.add_argument("--refine", action="append", default=[], metavar="NAME",
-                   help="refinement stage to run after the trajectory (repeatable, in order)")
+    r.add_argument("--refine", action="append", default=None, metavar="NAME",
+                   help="refinement stage to run after the trajectory (repeatable, in order; default: "
+                        "footlock; 'none' runs none)")
     r.add_argument("--iterations", type=int, default=None, help="body-solve refinement steps (body 'solve')")
     r.add_argument("--smoothing", type=float, default=None,
                    help="landmark filter window in seconds (0 = off; larger = smoother but flattens fast moves)")
     c = sub.add_parser("check", help="report the environment, device and models")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     return p
+
+
+DEFAULT_REFINE = ("footlock",)
 
 
 def run_options(args: argparse.Namespace):
@@ -76,7 +80,7 @@ def run_options(args: argparse.Namespace):
         keypoints=choice("keypoints", args.keypoints),
         body=choice("body", args.body, iterations=args.iterations, smoothing=args.smoothing),
         trajectory=choice("trajectory", args.trajectory, smoothing=args.smoothing),
-        refine=tuple(choice("refine", n) for n in args.refine),
+        refine=tuple(choice("refine", n) for n in (args.refine or list(DEFAULT_REFINE)) if n != "none"),
     )
 
 

@@ -63,7 +63,7 @@ class RunOptions:
     keypoints: StageChoice = StageChoice("blazepose")
     body: StageChoice = StageChoice("solve")
     trajectory: StageChoice = StageChoice("perspective")
-    refine: tuple[StageChoice, ...] = ()
+    refine: tuple[StageChoice, ...] = (StageChoice("footlock"),)
 
 
 def resolve_device(name: str) -> str:

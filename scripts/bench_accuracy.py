@@ -77,9 +77,9 @@ def _fill(P: np.ndarray) -> np.ndarray:
     return P
 
 
-def run_engine(video: Path, out: Path) -> tuple[bool, str, float]:
+def run_engine(video: Path, out: Path, extra: list[str] | tuple[str, ...] = ()) -> tuple[bool, str, float]:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "engine", "run", str(video), "--out", str(out)], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "engine", "run", str(video), "--out", str(out), *extra], cwd=ROOT,
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     msgs = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
     err = next((m["message"] for m in msgs if m["type"] == "error"), "")
@@ -123,6 +123,8 @@ def table(title: str, rows: dict[str, list[dict]], keys=COLUMNS) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devset", default=str(ROOT / ".cache" / "devset"))
+    ap.add_argument("--engine-arg", action="append", default=[],
+                    help="an option for every engine run, e.g. --engine-arg=--refine=footlock (repeatable)")
     ap.add_argument("--json", default=None, help="write all per-clip numbers here")
     ap.add_argument("--limit", type=int, default=None, help="only the first N clips")
     args = ap.parse_args(argv)
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
             fps = float(gt["fps"])
             occ = gt["occluded"].astype(bool) if "occluded" in gt.files else None
             out = Path(tmp) / f"{clip.stem}.npz"
-            ok, err, secs = run_engine(clip, out)
+            ok, err, secs = run_engine(clip, out, args.engine_arg)
             entry = {"clip": clip.name, "group": group, "frames": len(G), "engine_seconds": round(secs, 2)}
             if not ok:
                 entry["error"] = err
