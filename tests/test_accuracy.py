@@ -134,3 +134,27 @@ def test_static_camera_decision(sample_run):
     assert not [w for w in meta["warnings"] if w["code"] == "moving_camera"], meta["warnings"]
     E = r["camera_extrinsics"]
     assert np.allclose(E, E[:1], atol=1e-6)  # one camera for the whole static clip
+
+
+def test_score_clip_against_known_errors():
+    """The benchmark's scoring on made-up predictions with known errors (no engine run): the ground truth
+    itself scores zero; 20 mm of Gaussian noise per coordinate gives the PA-MPJPE that noise must give."""
+    gt = bench_accuracy.load_gt(SAMPLE_GT)
+    G = gt["joints_world"].astype(np.float64)
+    T = len(G)
+    rng = np.random.default_rng(0)
+
+    def fake_result(joints: np.ndarray) -> dict:
+        return {"frame_index": np.arange(T), "joints_world": joints, "valid": np.ones(T, bool),
+                "camera_extrinsics": gt["camera_extrinsics"],
+                "landmarks_world": rng.normal(0, 0.3, (T, 33, 3))}
+
+    exact = bench_accuracy.score_clip(fake_result(G.copy()), gt)["engine"]
+    for k in ("mpjpe", "pa_mpjpe", "w_mpjpe100", "wa_mpjpe100", "rte", "accel_error"):
+        assert exact[k] == pytest.approx(0.0, abs=1e-3), (k, exact)
+    assert exact["jitter"] == pytest.approx(exact["jitter_gt"], rel=1e-6)
+    noisy = bench_accuracy.score_clip(fake_result(G + rng.normal(0, 0.02, G.shape)), gt)["engine"]
+    # mean norm of 3D Gaussian noise: 1.596 sigma = 32 mm, a little less after the 7-dof alignment
+    assert 25.0 < noisy["pa_mpjpe"] < 33.0, noisy
+    # root-relative: each joint's noise minus the root's (sigma sqrt 2) -> ~45 mm, the root itself 0
+    assert 38.0 < noisy["mpjpe"] < 48.0, noisy
