@@ -104,6 +104,40 @@ def test_initial_pose_is_hinge_consistent():
         assert np.abs(off).max() < 1e-3
 
 
+
+def test_low_visibility_points_do_not_turn_joints():
+    """Face and hand points 3-5 cm off at visibility 0.05 must barely turn the head and the wrist: the
+    other points of those joints carry them. Isolated from landmark-definition differences (the solver's
+    own landmark model). Measured: head 4.8 deg clean -> 8.9, wrist 9.3 -> 14.2; with the refinement's
+    visibility weight dropped: 15.5 and 27.3."""
+    rng = np.random.default_rng(0)
+    T = 40
+    R_true = _plausible_pose(T, 0)
+    body_true = solve.measure_body(np.zeros((0, N_LANDMARKS, 3)), np.zeros((0, N_LANDMARKS)))
+    world, vis = _landmarks_from_pose(R_true, body_true, rng)
+    Rw_true, _ = sk.forward_kinematics(R_true, np.zeros((T, 3)), body_true.rest_offsets)
+
+    def orientation_errors(world, vis) -> dict[str, float]:
+        Y = solve.to_body_camera(world)
+        body = solve.measure_body(Y, vis)
+        R, root = solve.solve_body(Y, vis, body)
+        Rw, _ = sk.forward_kinematics(R.astype(np.float64), root.astype(np.float64), body.rest_offsets)
+        return {j: _angle_deg(Rw, Rw_true, j) for j in ("head", "left_wrist")}
+
+    clean = orientation_errors(world, vis)
+    bad_world, bad_vis = world.copy(), vis.copy()
+    # body-frame shifts (x right, y away, z up) written in BlazePose axes (x, -z, y)
+    for names, shift in ((("left_ear", "left_eye", "mouth_left"), (0.03, 0.0, 0.03)),
+                         (("left_index", "left_pinky"), (0.0, 0.04, 0.02))):
+        idx = [LM[n] for n in names]
+        bad_world[:, idx] += np.array([shift[0], -shift[2], shift[1]])
+        bad_vis[:, idx] = 0.05
+    bad = orientation_errors(bad_world, bad_vis)
+    print("orientation errors (deg): clean", clean, "low-visibility points off", bad)
+    assert bad["head"] < clean["head"] + 7.0, (bad, clean)
+    assert bad["left_wrist"] < clean["left_wrist"] + 9.0, (bad, clean)
+
+
 # -- on retargeted mocap, through the data kit's synthetic observations ------------------------------
 # Landmarks made independently of the solver: a CMU clip (subject 02, punches and strikes: both arms and
 # legs move) retargeted to vm24 by scripts.vmkit.mocap, then turned into BlazePose-like observations by
@@ -245,19 +279,19 @@ def test_corrupted_low_visibility_limb(mocap_obs, clean_solve):
         assert body.scales[k] == pytest.approx(expected[k], rel=0.12), (k, body.scales, expected)
 
 
-@pytest.mark.parametrize("joint, landmarks, shift", [
-    ("left_ankle", ("left_heel",), (0.0, -0.10, 0.05)),
-    ("left_wrist", ("left_index", "left_pinky", "left_thumb"), (0.0, 0.08, 0.05)),
-], ids=["heel", "hand"])
-def test_low_visibility_points_do_not_turn_a_joint(mocap_obs, clean_solve, joint, landmarks, shift):
-    """Points seen at visibility 0.05 and 10 cm off must not turn the joint they belong to: its
-    orientation stays as good as with clean landmarks (the other points of the joint carry it)."""
+def test_hidden_arms_are_not_measured(mocap_obs):
+    """Both arms hidden (visibility 0.05-0.2) and their landmarks thrown: no arm length can be measured,
+    so the arm scales stay the template's (1.0); the legs are still measured as before."""
+    rng = np.random.default_rng(2)
     world, vis = mocap_obs["world"].copy(), mocap_obs["vis"].copy()
-    idx = [LM[n] for n in landmarks]
-    world[:, idx] += np.array(shift)
-    vis[:, idx] = 0.05
-    _, Rw, _ = _solve(world, vis)
-    clean = _angle_deg(clean_solve[1], mocap_obs["rots"], joint)
-    bad = _angle_deg(Rw, mocap_obs["rots"], joint)
-    print(f"{joint} mean orientation error: {bad:.1f} deg with the corrupted points, {clean:.1f} clean")
-    assert bad < clean + 10.0, (joint, bad, clean)
+    T = len(world)
+    for side, shift in (("left", (0.05, -0.3, 0.2)), ("right", (-0.1, 0.25, -0.2))):
+        for k, n in enumerate(("elbow", "wrist", "pinky", "index", "thumb")):
+            i = LM[f"{side}_{n}"]
+            world[:, i] += np.array(shift) * (1 + 0.5 * k) + rng.normal(0, 0.05, (T, 3))
+            vis[:, i] = rng.uniform(0.05, 0.2, T)
+    body = solve.measure_body(solve.to_body_camera(world), vis)
+    assert body.scales["upper_arm"] == 1.0 and body.scales["forearm"] == 1.0, body.scales
+    expected = _expected_scales(mocap_obs)
+    for k in ("thigh", "shin", "hip_width"):
+        assert body.scales[k] == pytest.approx(expected[k], rel=0.06), (k, body.scales[k], expected[k])
