@@ -121,9 +121,10 @@ BUGS: tuple[Bug, ...] = (
     Bug("solve_no_smoothness", "solve", "engine/pipeline.py",
         "smooth_weight: float = 20.0", "smooth_weight: float = 0.0", (ACC,),
         "the solve's temporal smoothness term dropped"),
-    Bug("landmark_filter_off", "solve", "engine/pipeline.py",
-        "smoothing: float = 0.17", "smoothing: float = 0.0", (ACC,),
-        "the landmark filter switched off"),
+    Bug("landmark_filter_off", "solve", "engine/cli.py",
+        'r.add_argument("--smoothing", type=float, default=0.17,',
+        'r.add_argument("--smoothing", type=float, default=0.0,', (ACC,),
+        "the landmark filter switched off (the CLI's default)"),
     # -- result file, cancel, benchmark --------------------------------------------------------------
     Bug("result_direct_write", "result", "engine/result.py",
         'fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)',
@@ -261,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"Planted bugs caught: {caught} of {len(rows)} ({time.perf_counter() - t_all:.0f} s)", "",
              "| bug | area | what | caught | by |", "|---|---|---|---|---|"]
     for b, hit, failed, _ in rows:
-        by = ", ".join(f"`{f.split('/')[-1]}`" for f in failed) if hit else "-"
+        names = [f"`{f.split('/')[-1]}`" for f in failed]
+        by = (", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "")) if hit else "-"
         lines.append(f"| {b.name} | {b.area} | {b.what} | {'yes' if hit else '**no**'} | {by} |")
     text = "\n".join(lines)
     print(text)
