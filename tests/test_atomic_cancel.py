@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -30,10 +29,13 @@ import fake_engine  # tests/ is on pytest.ini's pythonpath
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample_walk.mp4"
 LIMIT = 16 * 1024  # bytes: far below a result file (a 12-frame result is ~60 KB)
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="needs POSIX (RLIMIT_FSIZE, SIGKILL)")
 
 
 def _limit_file_size() -> None:
     """preexec_fn: writes past LIMIT fail with EFBIG (instead of killing the process with SIGXFSZ)."""
+    import resource
+
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
