@@ -10,7 +10,8 @@ bug is caught.
 
 Every patch's old text must occur exactly once in its file: when the code moves (the engine refactor,
 issue #7), the script stops before running anything and names the stale patches. Update them to plant
-the same mistake in the new code; never drop one silently.
+the same mistake in the new code; never drop one silently. A bug may list alternatives (``alt``: the
+same mistake in another version of the code); the first that applies exactly once is planted.
 
 Before the bugs, a baseline run of all selected tests on the unpatched copy must pass (``--no-baseline``
 skips it), otherwise "caught" would mean nothing.
@@ -48,6 +49,21 @@ class Bug:
     new: str
     tests: tuple[str, ...]
     what: str
+    # the same mistake in other versions of the code, (file, old, new): the first of (file, old, new) and
+    # these whose old text occurs exactly once is planted (kept while the engine refactor, #7, is merged)
+    alt: tuple[tuple[str, str, str], ...] = ()
+
+    def candidates(self) -> tuple[tuple[str, str, str], ...]:
+        return ((self.file, self.old, self.new),) + self.alt
+
+
+def resolve(root: Path, bug: Bug) -> tuple[str, str, str] | None:
+    """The (file, old, new) of ``bug`` that applies to the code under ``root``, or None."""
+    for f, old, new in bug.candidates():
+        path = root / f
+        if path.is_file() and path.read_text().count(old) == 1:
+            return f, old, new
+    return None
 
 
 BUGS: tuple[Bug, ...] = (
@@ -64,7 +80,8 @@ BUGS: tuple[Bug, ...] = (
     Bug("traj_depth_smoothing_0", "trajectory", "engine/pipeline.py",
         "t_cam[:, 2] = trajectory.smooth(t_cam[:, 2:], fps_out, 1.0)[:, 0]",
         "t_cam[:, 2] = trajectory.smooth(t_cam[:, 2:], fps_out, 0.0)[:, 0]", (ACC,),
-        "depth smoothing window set to 0"),
+        "depth smoothing window set to 0",
+        alt=(("engine/stages/trajectory_perspective.py", "depth_smoothing: float = 1.0", "depth_smoothing: float = 0.0"),)),
     Bug("traj_outlier_tol_x10", "trajectory", "engine/trajectory.py",
         "rel_tol: float = 0.15", "rel_tol: float = 1.5", (TRAJ, ACC),
         "depth-outlier tolerance x10 (spikes kept)"),
@@ -96,7 +113,9 @@ BUGS: tuple[Bug, ...] = (
     # -- camera decision ------------------------------------------------------------------------------
     Bug("camera_static_inverted", "camera", "engine/pipeline.py",
         "camera_static = camera_moving is not True", "camera_static = camera_moving is True", (ACC,),
-        "camera_static inverted (a false 'camera moving' warning on a static clip)"),
+        "camera_static inverted (a false 'camera moving' warning on a static clip)",
+        alt=(("engine/stages/trajectory_perspective.py", "return clip.camera_moving is not True",
+              "return clip.camera_moving is True"),)),
     Bug("camera_motion_threshold_x10", "camera", "engine/camera_motion.py",
         "def is_moving(self, threshold: float = 0.004)", "def is_moving(self, threshold: float = 0.04)",
         (TRAJ, ACC), "camera-motion threshold x10 (pans read as static)"),
@@ -117,14 +136,19 @@ BUGS: tuple[Bug, ...] = (
     Bug("solve_up_axis_sign", "solve", "engine/solve.py",
         "return np.stack([world_lm[..., 0], world_lm[..., 2], -world_lm[..., 1]], axis=-1)",
         "return np.stack([world_lm[..., 0], world_lm[..., 2], world_lm[..., 1]], axis=-1)", (SOLVE, ACC),
-        "BlazePose y not negated into the body frame (upside-down body)"),
+        "BlazePose y not negated into the body frame (upside-down body)",
+        alt=(("engine/geometry/frames.py", "return np.stack([points[..., 0], points[..., 2], -points[..., 1]], axis=-1)",
+              "return np.stack([points[..., 0], points[..., 2], points[..., 1]], axis=-1)"),)),
     Bug("solve_no_smoothness", "solve", "engine/pipeline.py",
         "smooth_weight: float = 20.0", "smooth_weight: float = 0.0", (ACC,),
-        "the solve's temporal smoothness term dropped"),
+        "the solve's temporal smoothness term dropped",
+        alt=(("engine/stages/body_solve.py", "w_smooth: float = 20.0", "w_smooth: float = 0.0"),)),
     Bug("landmark_filter_off", "solve", "engine/cli.py",
         'r.add_argument("--smoothing", type=float, default=0.17,',
         'r.add_argument("--smoothing", type=float, default=0.0,', (ACC,),
-        "the landmark filter switched off (the CLI's default)"),
+        "the landmark filter switched off (the CLI's default)",
+        alt=(("engine/stages/body_solve.py", "    smoothing: float = 0.17\n    # refinement",
+              "    smoothing: float = 0.0\n    # refinement"),)),
     # -- result file, cancel, benchmark --------------------------------------------------------------
     Bug("result_direct_write", "result", "engine/result.py",
         'fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)',
@@ -155,13 +179,11 @@ def check_patches(root: Path, bugs: list[Bug]) -> list[str]:
     """Problems with the patches against the files under ``root`` (old text missing or ambiguous)."""
     problems = []
     for b in bugs:
-        path = root / b.file
-        if not path.is_file():
-            problems.append(f"{b.name}: {b.file} does not exist")
-            continue
-        n = path.read_text().count(b.old)
-        if n != 1:
-            problems.append(f"{b.name}: old text found {n} times in {b.file} (must be exactly once): {b.old!r}")
+        if resolve(root, b) is None:
+            for f, old, _ in b.candidates():
+                path = root / f
+                n = path.read_text().count(old) if path.is_file() else 0
+                problems.append(f"{b.name}: old text found {n} times in {f} (must be exactly once): {old!r}")
         for t in b.tests:
             if not (root / t.split("::")[0]).exists():
                 problems.append(f"{b.name}: test selection {t} does not exist")
@@ -169,8 +191,15 @@ def check_patches(root: Path, bugs: list[Bug]) -> list[str]:
 
 
 def copy_tree(src: Path, dst: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=src,
-                           capture_output=True, check=True).stdout.split(b"\0")
+    """The repository's files (tracked and untracked-not-ignored) under ``dst``; outside git (an unpacked
+    archive) everything but environments, caches and build outputs."""
+    p = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=src,
+                       capture_output=True)
+    if p.returncode != 0:
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".git", ".venv*", ".cache", "__pycache__", "dist",
+                                                                "out", "*.pyc"))
+        return
+    files = p.stdout.split(b"\0")
     for f in files:
         if not f:
             continue
@@ -217,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     bugs = [b for b in BUGS if not wanted or b.name in wanted]
     if args.list:
         for b in bugs:
-            print(f"{b.name:30s} {b.area:10s} {b.file:28s} {b.what}")
+            print(f"{b.name:30s} {b.area:10s} {b.file:28s} {b.what}" + (f" (or in {', '.join(a[0] for a in b.alt)})" if b.alt else ""))
         return 0
     problems = check_patches(ROOT, bugs)
     if problems:
@@ -246,9 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 2
         for b in bugs:
-            path = repo / b.file
+            f, old, new = resolve(repo, b)  # type: ignore[misc]  (checked above)
+            path = repo / f
             original = path.read_text()
-            path.write_text(original.replace(b.old, b.new, 1))
+            path.write_text(original.replace(old, new, 1))
             t0 = time.perf_counter()
             try:
                 ok, failed, _ = run_tests(repo, b.tests, env, args.timeout)
