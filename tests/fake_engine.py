@@ -6,6 +6,7 @@ $VIDEO_MOCAP_ENGINE_MODULE points at this file). $FAKE_ENGINE_MODE picks the beh
   error     report ``no_person`` and exit 6
   slow      report progress forever until a ``cancel`` line arrives (then exit 130)
   stubborn  like slow but ignores the cancel line (the add-on must terminate it)
+  deaf      like stubborn and also ignores SIGTERM (the add-on must kill it)
   crash     write a traceback to stderr and exit 1 without ``done``
   garbage   succeed but write a file that is not a result
 Also ``check --json`` and ``--version``. Importable: ``make_result`` builds fixture files.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -88,7 +90,9 @@ def _run(argv: list[str]) -> int:
 
     threading.Thread(target=watch, daemon=True).start()
     _emit(type="start", protocol=1, engine_version="fake", device="cpu", video=video, out=out)
-    if mode in ("slow", "stubborn"):
+    if mode == "deaf":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # before the first message: the test waits for one
+    if mode in ("slow", "stubborn", "deaf"):
         i = 0
         while not (cancel.is_set() and mode == "slow"):
             _emit(type="progress", stage="pose", frame=i, total=1000, fraction=i / 1000)
