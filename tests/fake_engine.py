@@ -8,6 +8,8 @@ $VIDEO_MOCAP_ENGINE_MODULE points at this file). $FAKE_ENGINE_MODE picks the beh
   stubborn  like slow but ignores the cancel line (the add-on must terminate it)
   crash     write a traceback to stderr and exit 1 without ``done``
   garbage   succeed but write a file that is not a result
+  hang      say ``start`` and then nothing, ignoring cancel and SIGTERM (only SIGKILL ends it)
+Like the real engine, a video path that is not a file (e.g. relative to another folder) is an error.
 Also ``check --json`` and ``--version``. Importable: ``make_result`` builds fixture files.
 """
 
@@ -87,7 +89,18 @@ def _run(argv: list[str]) -> int:
                 return
 
     threading.Thread(target=watch, daemon=True).start()
+    if not os.path.isfile(video):
+        _emit(type="error", code="input_not_found", message=f"The video file '{video}' does not exist.",
+              exit_code=3)
+        _emit(type="done", ok=False, exit_code=3, cancelled=False)
+        return 3
     _emit(type="start", protocol=1, engine_version="fake", device="cpu", video=video, out=out)
+    if mode == "hang":
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
     if mode in ("slow", "stubborn"):
         i = 0
         while not (cancel.is_set() and mode == "slow"):
