@@ -10,6 +10,7 @@ $VIDEO_MOCAP_ENGINE_MODULE points at this file). $FAKE_ENGINE_MODE picks the beh
   garbage   succeed but write a file that is not a result
   hang      say ``start`` and then nothing, ignoring cancel and SIGTERM (only SIGKILL ends it)
 Like the real engine, a video path that is not a file (e.g. relative to another folder) is an error.
+$FAKE_ENGINE_RESULT (mode ok): copy this file as the result instead of making one.
 Also ``check --json`` and ``--version``. Importable: ``make_result`` builds fixture files.
 """
 
@@ -122,6 +123,8 @@ def _run(argv: list[str]) -> int:
         _emit(type="progress", stage="pose", frame=min(i, frames), total=frames, fraction=min(i, frames) / frames)
     if mode == "garbage":
         Path(out).write_bytes(b"not a zip")
+    elif os.environ.get("FAKE_ENGINE_RESULT"):    # hand over a prepared (possibly hostile) result file
+        Path(out).write_bytes(Path(os.environ["FAKE_ENGINE_RESULT"]).read_bytes())
     else:
         make_result(out, frames=frames, seed=int(os.environ.get("FAKE_ENGINE_SEED", "0")))
     _emit(type="result", path=out, frames=frames, fps=24.0, duration=frames / 24.0)
