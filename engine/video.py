@@ -156,6 +156,10 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
                 raise EngineError("video_too_large", f"The video '{name}' is {width}x{height}; the engine "
                                                      f"accepts at most {MAX_VIDEO_SIDE} pixels on the longest side.")
         rotation = _rotation_of(first)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        # a damaged header: PyAV exposes a stream without the attributes of a video stream
+        raise EngineError("invalid_video", f"'{name}' is not a readable video file (its stream information "
+                                           "is damaged).") from exc
     finally:
         container.close()
     display_width, display_height = (height, width) if rotation in (90, 270) else (width, height)

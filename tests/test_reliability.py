@@ -239,3 +239,71 @@ def test_sigterm_during_startup_ends_in_protocol(tmp_path):
         assert_clean_failure(p.returncode, msgs, "cancelled", tmp_path)
         reported += 1
     assert reported >= 3
+
+
+# -- fuzz: damaged videos -------------------------------------------------------------------------------
+def _decode_all(path: Path, box: dict) -> None:
+    from engine.errors import EngineError
+    from engine.video import probe
+
+    try:
+        info = probe(path)
+        box["frames"] = sum(1 for _ in VideoReader(path, info=info, fps=None, max_side=320))
+        box["outcome"] = "ok"
+    except EngineError as e:
+        box["outcome"] = e.code
+    except BaseException as e:  # noqa: BLE001 - recorded, the test fails on it
+        box["outcome"] = f"{type(e).__name__}: {e}"
+
+
+def test_fuzz_damaged_videos_decode_or_fail_cleanly(tmp_path):
+    """Seeded byte mutations of small clips (flips, truncation, zeroed and inserted blocks): probing and
+    decoding ends with frames or an EngineError with a code, never another exception, never a hang."""
+    import threading
+    from collections import Counter
+
+    import hostile
+    from engine.errors import EXIT_CODES
+
+    rng = np.random.default_rng(8)
+    sources = [make_clip(tmp_path / "a.mp4", n=20, size=(96, 64)),
+               make_clip(tmp_path / "b.mkv", n=12, size=(64, 48), codec="ffv1", pix_fmt="yuv420p"),
+               make_clip(tmp_path / "c.webm", n=12, size=(64, 48), codec="libvpx-vp9"),
+               make_clip(tmp_path / "d.avi", n=12, size=(64, 48), codec="mjpeg", pix_fmt="yuvj420p"),
+               make_clip(tmp_path / "e.mov", n=10, size=(64, 48), rotation=90)]
+    outcomes: Counter[str] = Counter()
+    t = time.perf_counter()
+    for i in range(150):
+        src = sources[i % len(sources)]
+        bad = tmp_path / f"bad{src.suffix}"
+        bad.write_bytes(hostile.fuzz_bytes(src.read_bytes(), rng))
+        box: dict = {}
+        th = threading.Thread(target=_decode_all, args=(bad, box), daemon=True)
+        th.start()
+        th.join(20)
+        assert not th.is_alive(), f"decoding mutation {i} hangs"
+        assert box["outcome"] == "ok" or box["outcome"] in EXIT_CODES, (i, box["outcome"])
+        outcomes[box["outcome"]] += 1
+    print(f"video fuzz: {dict(outcomes)} in {time.perf_counter() - t:.1f} s")
+    assert outcomes["ok"] >= 5 and sum(v for k, v in outcomes.items() if k != "ok") >= 5
+
+
+def test_fuzz_damaged_videos_through_the_cli(tmp_path):
+    """Three damaged clips through the whole engine: a protocol stream that ends in ``done`` with a
+    documented code (never ``internal``), and no result or temporary file unless it succeeded."""
+    import hostile
+    from engine.errors import EXIT_CODES
+
+    rng = np.random.default_rng(3)
+    src = make_clip(tmp_path / "a.mp4", n=20, size=(96, 64))
+    for i in range(3):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        bad = d / "bad.mp4"
+        bad.write_bytes(hostile.fuzz_bytes(src.read_bytes(), rng))
+        code, msgs, err = run_engine("run", str(bad), "--out", str(d / "r.npz"), timeout=120)
+        assert code in EXIT_CODES.values() and code != EXIT_CODES["internal"], err[-1500:]
+        assert msgs[-1]["type"] == "done" and msgs[-1]["exit_code"] == code
+        assert not _leftovers(d)
+        if code:
+            assert not (d / "r.npz").exists()
