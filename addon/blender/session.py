@@ -91,29 +91,33 @@ class ImportSession:
             if not out.ok:
                 return False, out.message
             assert out.result_path is not None
-            try:
-                result = read_result(out.result_path)
-            except ResultError as e:
-                return False, str(e)
-            if self.request.keep_result:
-                try:
-                    self._keep(out.result_path, os.path.abspath(self.request.keep_result))
-                except OSError as e:
-                    return False, f"could not keep the result file: {e.strerror or e}"
-            try:
-                # One transaction: on any error the file is exactly as before (transaction.py).
-                with SceneTransaction(context):
-                    obj = apply.apply_result(context, result, name=apply.action_name(self.request.video),
-                                             target=self._target(), set_scene=self.request.set_scene)
-            except apply.ApplyError as e:
-                return False, str(e)
-            except Exception as e:  # noqa: BLE001 - a bug: the scene is rolled back, show it as an error
-                log.exception("Video Mocap: importing the result failed")
-                return False, f"Import failed ({type(e).__name__}: {e}); the scene was left unchanged"
-            self.obj_name = obj.name
-            return True, f"Imported {result.frames} frames onto '{obj.name}'"
+            return self.apply_file(context, out.result_path)
         finally:
             self.cleanup()
+
+    def apply_file(self, context: bpy.types.Context, path: str) -> tuple[bool, str]:
+        """Read, check and apply a result file as one transaction; (ok, message), never an exception."""
+        try:
+            result = read_result(path)
+        except ResultError as e:
+            return False, str(e)
+        if self.request.keep_result:
+            try:
+                self._keep(path, os.path.abspath(self.request.keep_result))
+            except OSError as e:
+                return False, f"could not keep the result file: {e.strerror or e}"
+        try:
+            # One transaction: on any error the file is exactly as before (transaction.py).
+            with SceneTransaction(context):
+                obj = apply.apply_result(context, result, name=apply.action_name(self.request.video),
+                                         target=self._target(), set_scene=self.request.set_scene)
+        except apply.ApplyError as e:
+            return False, str(e)
+        except Exception as e:  # noqa: BLE001 - a bug: the scene is rolled back, show it as an error
+            log.exception("Video Mocap: importing the result failed")
+            return False, f"Import failed ({type(e).__name__}: {e}); the scene was left unchanged"
+        self.obj_name = obj.name
+        return True, f"Imported {result.frames} frames onto '{obj.name}'"
 
     @staticmethod
     def _keep(src: str, dst: str) -> None:

@@ -187,7 +187,8 @@ def _check(data: dict[str, npt.NDArray[Any]]) -> MotionResult:
     if (times[-1] - times[0]) * fps > MAX_FRAMES:
         raise ResultError(f"Result file spans {times[-1] - times[0]:.6g} s at {fps:g} fps: more than "
                           f"{MAX_FRAMES} scene frames")
-    norms = np.linalg.norm(rot, axis=-1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(rot, axis=-1)
     far = np.abs(norms - 1.0) > QUAT_NORM_TOL
     if far.any():
         t, j = (int(i) for i in np.argwhere(far)[0])

@@ -254,3 +254,51 @@ def test_batch_stops_an_engine_that_hangs(blank, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "FAILED" in out and "no progress for 1 s" in out
     assert cli.convert([_video(tmp_path / "v"), "--out", str(tmp_path / "o"), "--stall-timeout", "nan"]) == 2
+
+
+def test_fuzz_imports_are_all_or_nothing(user_scene, tmp_path):
+    """Seeded fuzz through the add-on's import (read + transaction + apply, without the engine):
+    every mutated file is either refused with the scene exactly as before, or imported completely
+    (an animated armature with finite keys); never an exception, never a half-import."""
+    session_mod = _mod("blender.session")
+    engine_mod = _mod("core.engine")
+    fake_engine.make_result(tmp_path / "valid.npz", frames=10, seed=5)
+    valid = hostile.load(tmp_path / "valid.npz")
+    raw = (tmp_path / "valid.npz").read_bytes()
+    rng = np.random.default_rng(1203)
+    counts = {"refused": 0, "imported": 0}
+    for i in range(60):
+        path = tmp_path / "m.npz"
+        if i % 3 == 0:
+            path.write_bytes(hostile.fuzz_bytes(raw, rng))
+        else:
+            arrays = valid
+            for _ in range(int(rng.integers(1, 3))):
+                arrays = hostile.fuzz_arrays(arrays, rng)
+            hostile.write_raw(path, arrays)
+        s = session_mod.ImportSession(session_mod.ImportRequest(video=f"fuzz{i}.mp4", options=engine_mod.RunOptions()))
+        before = _state()
+        ok, msg = s.apply_file(bpy.context, str(path))
+        assert msg
+        if not ok:
+            assert _state() == before, (i, msg)
+            counts["refused"] += 1
+            continue
+        counts["imported"] += 1
+        obj = bpy.data.objects[s.obj_name]
+        assert obj.type == 'ARMATURE' and obj.animation_data.action.name.startswith(f"fuzz{i}")
+        assert bpy.data.objects["Cube"].mode == 'EDIT'     # the user's mode came back
+        fc_values = [k.co[1] for fc in _fcurves(obj.animation_data.action) for k in fc.keyframe_points]
+        assert len(fc_values) and np.all(np.isfinite(fc_values))
+    print(f"import fuzz: {counts}")
+    assert counts["refused"] >= 10 and counts["imported"] >= 5
+
+
+def _fcurves(action):
+    if hasattr(action, "layers"):
+        for layer in action.layers:
+            for strip in layer.strips:
+                for bag in strip.channelbags:
+                    yield from bag.fcurves
+    else:
+        yield from action.fcurves
