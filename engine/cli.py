@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     proto.watch_stdin()
     code = 0
     try:
+        proto.interruptible = True   # from here a cancel raises Cancelled at once (handled below)
         proto.check_cancel()
         args = build_parser().parse_args(argv)
         # Options and output are checked before the slow imports (numpy, torch, mediapipe).
@@ -198,21 +199,30 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
         proto.check_cancel()
         from .pipeline import run
 
-        run(run_options(args), proto)
+        try:
+            run(run_options(args), proto)
+        finally:
+            proto.interruptible = False
     except EngineError as e:
+        proto.interruptible = False
         code = e.exit_code
         log.info("stopped: %s (%s)", e.message, e.code)
         proto.error(e.code, e.message, code)
     except KeyboardInterrupt:
         code = EXIT_CODES["cancelled"]
         proto.error("cancelled", "Cancelled by the user.", code)
-    except ImportError as e:
-        code = EXIT_CODES["environment"]
+    except Exception as e:  # noqa: BLE001 - a bug, a broken environment, or a wrapped cancel
+        proto.interruptible = False
         traceback.print_exc()
-        proto.error("environment", f"The engine environment is incomplete: {e}. Run the engine set-up again.", code)
-    except Exception as e:  # noqa: BLE001 - a bug: report it, keep the traceback on stderr
-        code = EXIT_CODES["internal"]
-        traceback.print_exc()
-        proto.error("internal", f"Internal error: {type(e).__name__}: {e}", code)
+        if proto.cancelled:   # a library turned the Cancelled raised inside it into its own error
+            code = EXIT_CODES["cancelled"]
+            proto.error("cancelled", "Cancelled by the user.", code)
+        elif isinstance(e, ImportError):
+            code = EXIT_CODES["environment"]
+            proto.error("environment", f"The engine environment is incomplete: {e}. Run the engine set-up "
+                                       "again.", code)
+        else:
+            code = EXIT_CODES["internal"]
+            proto.error("internal", f"Internal error: {type(e).__name__}: {e}", code)
     proto.done(code == 0, code)
     return code

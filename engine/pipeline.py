@@ -239,12 +239,13 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
                 timings=timings)
     data["meta_json"] = np.asarray(json.dumps(meta, default=float))
     proto.check_cancel()
-    try:
-        write_result(out, data)
-    except OSError as e:
-        raise EngineError("output_not_writable", f"Could not write '{out}': {e.strerror or e}.") from e
-    proto.progress("write", 1, 1, force=True)
-    times = data["times"]
-    duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
-    proto.result(str(out), frames=len(times), fps=float(data["fps"]), duration=duration, device=device)
+    with proto.shielded():   # a cancel now is too late: never a written result reported as cancelled
+        try:
+            write_result(out, data)
+        except OSError as e:
+            raise EngineError("output_not_writable", f"Could not write '{out}': {e.strerror or e}.") from e
+        proto.progress("write", 1, 1, force=True)
+        times = data["times"]
+        duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
+        proto.result(str(out), frames=len(times), fps=float(data["fps"]), duration=duration, device=device)
     return meta

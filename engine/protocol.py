@@ -3,12 +3,17 @@
 stdout carries only these messages (one JSON object per line, UTF-8); logs go to stderr.
 Vocabulary (``type``): start, progress, warning, error, result, done. ``done`` is always last.
 Cancellation: a line ``cancel`` on stdin, SIGTERM or SIGINT sets a flag that every ``progress`` call
-checks (it raises :class:`Cancelled`), so the run stops within one frame's work.
+checks (it raises :class:`Cancelled`), so the run stops within one frame's work. While the run is
+``interruptible`` the first cancel also raises :class:`Cancelled` in the main thread at once (like
+Ctrl-C does), so slow start-up work (imports, model loading, waiting for a thread) stops too; the final
+write is ``shielded``: a cancel arriving then is too late and the run completes.
 See docs/protocol.md.
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import io
 import json
 import os
@@ -16,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from .errors import Cancelled
 
@@ -42,6 +47,9 @@ class Protocol:
         self._last_progress: dict[str, float] = {}
         self._min_dt = 1.0 / max_rate if max_rate > 0 else 0.0
         self.done_sent = False
+        self.interruptible = False    # raise Cancelled from the signal handler (main thread)
+        self._shielded = 0
+        self._raised = False
 
     # -- cancellation -------------------------------------------------------------------------
     def request_cancel(self) -> None:
@@ -52,8 +60,24 @@ class Protocol:
         return self._cancel.is_set()
 
     def check_cancel(self) -> None:
-        if self._cancel.is_set():
+        if self._cancel.is_set() and not self._shielded:
             raise Cancelled()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A section a cancel must not cut short (writing the result and reporting it)."""
+        self._shielded += 1
+        try:
+            yield
+        finally:
+            self._shielded -= 1
+
+    def _interrupt_now(self) -> bool:
+        """Whether a cancel should raise in the main thread now (once per run at most)."""
+        if self.interruptible and not self._shielded and not self._raised:
+            self._raised = True
+            return True
+        return False
 
     def watch_stdin(self, stdin: IO[str] | None = None) -> None:
         """Start a daemon thread that requests cancel on a ``cancel`` line (or on EOF if asked)."""
@@ -66,6 +90,8 @@ class Protocol:
                 for line in stdin:
                     if line.strip().lower() == "cancel":
                         self.request_cancel()
+                        if self.interruptible and not self._shielded and not self._raised:
+                            _thread.interrupt_main(signal.SIGINT)   # runs the handler below
                         return
             except (OSError, ValueError):
                 return
@@ -75,6 +101,8 @@ class Protocol:
     def install_signal_handlers(self) -> None:
         def _handler(signum, frame):  # noqa: ARG001
             self.request_cancel()
+            if self._interrupt_now():
+                raise Cancelled()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:

@@ -241,6 +241,30 @@ def test_sigterm_during_startup_ends_in_protocol(tmp_path):
     assert reported >= 3
 
 
+@needs_sample
+@pytest.mark.parametrize("how", ["sigterm", "stdin"])
+def test_cancel_during_startup_stops_within_a_second(tmp_path, how):
+    """Before the first progress message the engine imports torch and mediapipe and loads the pose
+    model (seconds on a small CPU): a cancel then must still stop it promptly, with error + done."""
+    from engine.protocol import parse_line
+
+    for delay in (0.8, 2.0, 3.5):
+        p = subprocess.Popen(engine_cmd("run", str(SAMPLE), "--out", str(tmp_path / "r.npz")), cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(delay)
+        t = time.monotonic()
+        if how == "sigterm":
+            p.send_signal(signal.SIGTERM)
+        else:
+            p.stdin.write("cancel\n")
+            p.stdin.flush()
+        stdout, _ = p.communicate(timeout=60)
+        elapsed = time.monotonic() - t
+        msgs = [parse_line(line) for line in stdout.splitlines()]
+        assert_clean_failure(p.returncode, msgs, "cancelled", tmp_path)
+        assert elapsed < 1.5, (delay, elapsed)   # "within a second"; margin for a loaded 2-core machine
+
+
 # -- fuzz: damaged videos -------------------------------------------------------------------------------
 def _decode_all(path: Path, box: dict) -> None:
     from engine.errors import EngineError
