@@ -64,6 +64,9 @@ def check_output(out: str, video: str | None = None) -> Path:
     """The path to write the result to (a symlink resolved to its target); raises EngineError."""
     if not out or not str(out).strip():
         raise EngineError("usage", "--out needs a file name.")
+    if str(out).endswith(("/", os.sep)) or (os.altsep and str(out).endswith(os.altsep)):
+        raise EngineError("output_not_writable", f"The output path '{out}' ends with a folder separator; "
+                                                 "give a file name.")
     path = Path(out)
     limit = name_max(path.parent if str(path.parent) else Path("."))
     if len(os.fsencode(path.name)) > limit:

@@ -123,3 +123,18 @@ def test_fuzz_results(tmp_path, valid):
         counts["accepted"] += 1
     print(f"result fuzz: {counts} in {time.perf_counter() - t:.1f} s")
     assert counts["refused"] > 100 and counts["accepted"] > 10
+
+
+def test_engine_killed_by_a_signal_is_reported(tmp_path):
+    """An engine that dies from a signal before saying anything (e.g. SIGTERM during the interpreter's
+    own start-up) is an error the add-on reports, naming the signal."""
+    import sys
+
+    from addon.core.engine import EngineJob
+
+    job = EngineJob([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"],
+                    cwd=tmp_path, env={})
+    job.start()
+    assert job.wait(30)
+    out = job.outcome()
+    assert not out.ok and not out.cancelled and "killed by SIGTERM" in out.message

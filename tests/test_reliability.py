@@ -188,6 +188,18 @@ def test_long_name_replaced_file_mode_and_umask(tmp_path):
     assert not _leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("out", ["", "nodir/", "loop/r.npz", "loop"])
+def test_odd_output_paths_are_refused(tmp_path, out):
+    """An empty name, a trailing separator (a folder meant, none there: never a file named 'nodir'),
+    a symlink loop."""
+    f = make_clip(tmp_path / "c.mp4", n=2)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop")
+    code, msgs, _ = run_engine("run", str(f), "--out", f"{tmp_path}/{out}" if out else "", timeout=60)
+    assert_clean_failure(code, msgs, "usage" if not out else "output_not_writable", tmp_path)
+    assert not (tmp_path / "nodir").exists()
+
+
 def test_too_long_name_is_refused_before_the_work(tmp_path):
     f = make_clip(tmp_path / "c.mp4", n=2)
     t = time.monotonic()

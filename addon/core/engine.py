@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -315,6 +316,11 @@ class EngineJob:
             return JobOutcome(False, False, str(error.get("message", error.get("code"))), code, warnings=warnings)
         tail = next((line for line in reversed(self._stderr) if line.strip()), "")
         msg = f"The engine stopped unexpectedly (exit code {code})"
+        if code is not None and code < 0:   # killed by a signal before it could report anything
+            try:
+                msg = f"The engine stopped unexpectedly (killed by {signal.Signals(-code).name})"
+            except ValueError:
+                pass
         return JobOutcome(False, False, msg + (f": {tail}" if tail else ""), code, warnings=warnings)
 
 
