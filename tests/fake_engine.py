@@ -9,7 +9,8 @@ $VIDEO_MOCAP_ENGINE_MODULE points at this file). $FAKE_ENGINE_MODE picks the beh
   crash     write a traceback to stderr and exit 1 without ``done``
   garbage   succeed but write a file that is not a result
   hang      say ``start`` and then nothing, ignoring cancel and SIGTERM (only SIGKILL ends it)
-Like the real engine, a video path that is not a file (e.g. relative to another folder) is an error.
+With $FAKE_ENGINE_CHECK_VIDEO=1, like the real engine, a video path that is not a file (e.g. one
+relative to another folder) is an error.
 $FAKE_ENGINE_RESULT (mode ok): copy this file as the result instead of making one.
 Also ``check --json`` and ``--version``. Importable: ``make_result`` builds fixture files.
 """
@@ -90,7 +91,7 @@ def _run(argv: list[str]) -> int:
                 return
 
     threading.Thread(target=watch, daemon=True).start()
-    if not os.path.isfile(video):
+    if os.environ.get("FAKE_ENGINE_CHECK_VIDEO") == "1" and not os.path.isfile(video):
         _emit(type="error", code="input_not_found", message=f"The video file '{video}' does not exist.",
               exit_code=3)
         _emit(type="done", ok=False, exit_code=3, cancelled=False)

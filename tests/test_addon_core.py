@@ -130,8 +130,7 @@ def _job(tmp_path, monkeypatch, mode: str) -> core_engine.EngineJob:
     monkeypatch.setenv(core_engine.ENV_MODULE, FAKE)
     monkeypatch.setenv("FAKE_ENGINE_MODE", mode)
     out = str(tmp_path / "r.npz")
-    (tmp_path / "v.mp4").write_bytes(b"")   # the fake engine, like the real one, wants an existing file
-    argv = core_engine.run_argv(sys.executable, str(tmp_path / "v.mp4"), out, core_engine.RunOptions())
+    argv = core_engine.run_argv(sys.executable, "v.mp4", out, core_engine.RunOptions())
     job = core_engine.EngineJob(argv, cwd=ROOT, env=core_engine.engine_env(ROOT))
     job.start()
     return job

@@ -179,6 +179,7 @@ def test_success_returns_to_edit_mode(user_scene, tmp_path):
 
 
 def test_relative_video_path_reaches_the_engine_absolute(blank, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ENGINE_CHECK_VIDEO", "1")
     _video(tmp_path / "clips", "rel.mp4")
     monkeypatch.chdir(tmp_path / "clips")
     assert _import("rel.mp4") == {'FINISHED'}      # the engine runs in the extension's folder
@@ -201,6 +202,7 @@ def test_batch_same_named_inputs_get_unique_outputs(blank, tmp_path, monkeypatch
 
 
 def test_batch_relative_paths_from_another_folder(blank, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_ENGINE_CHECK_VIDEO", "1")
     cli = _mod("blender.cli")
     work = tmp_path / "elsewhere"
     _video(work, "clip.mp4")
