@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None, early_signals: list[int] | None = None) 
     proto.watch_stdin()
     code = 0
     try:
-        proto.interruptible = True   # from here a cancel raises Cancelled at once (handled below)
+        proto.interruptible = True   # from here a cancel ends the run at once (Protocol.stop_now)
         proto.check_cancel()
         args = build_parser().parse_args(argv)
         # Options and output are checked before the slow imports (numpy, torch, mediapipe).

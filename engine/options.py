@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +96,12 @@ def check_output(out: str, video: str | None = None) -> Path:
                                                      "(a pipe, device or socket); it is left alone.")
     if not folder.is_dir():
         raise EngineError("output_not_writable", f"The output folder '{folder}' does not exist.")
+    # Checked without creating a file (a cancel may end the process at any moment outside the write).
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, delete=True):
-            pass
-    except OSError as e:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        read_only = False
+    if read_only or not os.access(folder, os.W_OK | os.X_OK):
         raise EngineError("output_not_writable", f"Cannot write to the output folder '{folder}': "
-                                                 f"{e.strerror or e}.") from e
+                                                 + ("read-only file system." if read_only else "permission denied."))
     return path

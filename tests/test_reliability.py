@@ -260,7 +260,7 @@ def test_cancel_during_startup_stops_within_a_second(tmp_path, how):
     model (seconds on a small CPU): a cancel then must still stop it promptly, with error + done."""
     from engine.protocol import parse_line
 
-    for delay in (0.8, 2.0, 3.5):
+    for delay in (0.5, 0.8, 1.0, 1.2, 2.0, 3.5):
         p = subprocess.Popen(engine_cmd("run", str(SAMPLE), "--out", str(tmp_path / "r.npz")), cwd=ROOT,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(delay)
