@@ -30,7 +30,8 @@ def quat_continuity(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
     q = q.movedim(dim, 0)
     dots = (q[1:] * q[:-1]).sum(-1, keepdim=True)
     step = torch.where(dots < 0, -1.0, 1.0).to(q.dtype)
-    signs = torch.cat([torch.ones_like(step[:1]), torch.cumprod(step, 0)], 0)
+    # the first frame keeps its sign (a one-frame clip: ``step`` is empty and only this remains)
+    signs = torch.cat([torch.ones_like(q[:1, ..., :1]), torch.cumprod(step, 0)], 0)
     return (q * signs).movedim(0, dim)
 
 
