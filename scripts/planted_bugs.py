@@ -217,7 +217,7 @@ _OUTCOME = re.compile(r"^(FAILED|ERROR) (\S+)")
 
 def run_tests(repo: Path, tests: tuple[str, ...], env: dict[str, str], timeout: float) -> tuple[bool, list[str], str]:
     """(all passed, failing test ids, output tail) for one pytest selection in ``repo``."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "--tb=no", "-rfE", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "--tb=no", "-rfEs", "-p", "no:cacheprovider", *tests]
     try:
         p = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout,
                            stdin=subprocess.DEVNULL)
@@ -270,6 +270,10 @@ def main(argv: list[str] | None = None) -> int:
             selection = tuple(dict.fromkeys(t for b in bugs for t in b.tests))
             ok, failed, tail = run_tests(repo, selection, env, args.timeout)
             print(f"baseline ({' '.join(selection)}): {'green' if ok else 'RED'}", file=sys.stderr)
+            skipped = [line for line in tail.splitlines() if line.startswith("SKIPPED")]
+            if skipped:  # a skipped test catches nothing: say so before the table
+                print("WARNING: tests skipped in the baseline; bugs only they catch will read as missed:\n  "
+                      + "\n  ".join(skipped), file=sys.stderr)
             if not ok:
                 print(tail + "\nThe unpatched suite fails: fix that first (" + ", ".join(failed) + ")",
                       file=sys.stderr)
