@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import sys
 import traceback
 
@@ -44,14 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--keypoints", default="blazepose", help="keypoints stage (see: check --json)")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
     r.add_argument("--trajectory", default="perspective", help="trajectory stage (see: check --json)")
-    r.add_argument("--refine", action="append", default=[], metavar="NAME",
-                   help="refinement stage to run after the trajectory (repeatable, in order)")
+    r.add_argument("--refine", action="append", default=None, metavar="NAME",
+                   help="refinement stage to run after the trajectory (repeatable, in order; default: "
+                        "footlock; 'none' runs none)")
     r.add_argument("--iterations", type=int, default=None, help="body-solve refinement steps (body 'solve')")
     r.add_argument("--smoothing", type=float, default=None,
                    help="landmark filter window in seconds (0 = off; larger = smoother but flattens fast moves)")
     c = sub.add_parser("check", help="report the environment, device and models")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     return p
+
+
+DEFAULT_REFINE = ("footlock",)
 
 
 def run_options(args: argparse.Namespace):
@@ -76,7 +81,7 @@ def run_options(args: argparse.Namespace):
         keypoints=choice("keypoints", args.keypoints),
         body=choice("body", args.body, iterations=args.iterations, smoothing=args.smoothing),
         trajectory=choice("trajectory", args.trajectory, smoothing=args.smoothing),
-        refine=tuple(choice("refine", n) for n in args.refine),
+        refine=tuple(choice("refine", n) for n in (args.refine or list(DEFAULT_REFINE)) if n != "none"),
     )
 
 
@@ -142,10 +147,22 @@ def _check(as_json: bool) -> int:
     return 0 if report["ok"] else EXIT_CODES["environment"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _restore_default_signals(early: list[int]) -> None:
+    """Commands other than ``run`` die on SIGTERM as usual; one caught during start-up is re-sent."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+    for sig in early[:1]:
+        os.kill(os.getpid(), sig)
+
+
+def main(argv: list[str] | None = None, early_signals: list[int] | None = None) -> int:
+    """``early_signals``: SIGTERM/SIGINT caught before this ran (engine/__main__.py); the run cancels."""
+    early = early_signals if early_signals is not None else []
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("VIDEO_MOCAP_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "run":
+        _restore_default_signals(early)
     from .environment import use_bundled_anny_cache
 
     use_bundled_anny_cache()
@@ -166,27 +183,46 @@ def main(argv: list[str] | None = None) -> int:
 
     proto = _setup_stdio()
     proto.install_signal_handlers()
+    if early:
+        proto.request_cancel()
     proto.watch_stdin()
     code = 0
     try:
+        proto.interruptible = True   # from here a cancel ends the run at once (Protocol.stop_now)
+        proto.check_cancel()
         args = build_parser().parse_args(argv)
+        # Options and output are checked before the slow imports (numpy, torch, mediapipe).
+        from .options import check_numbers, check_output
+
+        check_numbers(args)
+        check_output(args.out, args.video)
+        proto.check_cancel()
         from .pipeline import run
 
-        run(run_options(args), proto)
+        try:
+            run(run_options(args), proto)
+        finally:
+            proto.interruptible = False
     except EngineError as e:
+        proto.interruptible = False
         code = e.exit_code
         log.info("stopped: %s (%s)", e.message, e.code)
         proto.error(e.code, e.message, code)
     except KeyboardInterrupt:
         code = EXIT_CODES["cancelled"]
         proto.error("cancelled", "Cancelled by the user.", code)
-    except ImportError as e:
-        code = EXIT_CODES["environment"]
+    except Exception as e:  # noqa: BLE001 - a bug, a broken environment, or a wrapped cancel
+        proto.interruptible = False
         traceback.print_exc()
-        proto.error("environment", f"The engine environment is incomplete: {e}. Run the engine set-up again.", code)
-    except Exception as e:  # noqa: BLE001 - a bug: report it, keep the traceback on stderr
-        code = EXIT_CODES["internal"]
-        traceback.print_exc()
-        proto.error("internal", f"Internal error: {type(e).__name__}: {e}", code)
+        if proto.cancelled:   # a library turned the Cancelled raised inside it into its own error
+            code = EXIT_CODES["cancelled"]
+            proto.error("cancelled", "Cancelled by the user.", code)
+        elif isinstance(e, ImportError):
+            code = EXIT_CODES["environment"]
+            proto.error("environment", f"The engine environment is incomplete: {e}. Run the engine set-up "
+                                       "again.", code)
+        else:
+            code = EXIT_CODES["internal"]
+            proto.error("internal", f"Internal error: {type(e).__name__}: {e}", code)
     proto.done(code == 0, code)
     return code

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import __version__
+from . import __version__, options
 from .errors import EngineError
 from .protocol import Protocol
 
@@ -63,7 +62,7 @@ class RunOptions:
     keypoints: StageChoice = StageChoice("blazepose")
     body: StageChoice = StageChoice("solve")
     trajectory: StageChoice = StageChoice("perspective")
-    refine: tuple[StageChoice, ...] = ()
+    refine: tuple[StageChoice, ...] = (StageChoice("footlock"),)
 
 
 def resolve_device(name: str) -> str:
@@ -79,20 +78,9 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def check_output(out: str) -> Path:
-    path = Path(out)
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise EngineError("output_not_writable", f"The output path '{out}' is a folder; give a file name.")
-    if not folder.is_dir():
-        raise EngineError("output_not_writable", f"The output folder '{folder}' does not exist.")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".vmcheck.", delete=True):
-            pass
-    except OSError as e:
-        raise EngineError("output_not_writable", f"Cannot write to the output folder '{folder}': "
-                                                 f"{e.strerror or e}.") from e
-    return path
+def check_output(out: str, video: str | None = None) -> Path:
+    """See :func:`engine.options.check_output` (kept here for callers of the old name)."""
+    return options.check_output(out, video)
 
 
 def focal_length(hints: CameraHints, width: int, height: int) -> float:
@@ -212,7 +200,10 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
 
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    out = check_output(opts.job.out)
+    proto.check_cancel()                       # a SIGTERM that arrived during start-up
+    options.check_numbers(opts.job)
+    options.check_numbers(opts.camera)
+    out = options.check_output(opts.job.out, opts.job.video)
     if opts.device not in ("auto", "cpu", "cuda"):
         raise EngineError("usage", f"Unknown device {opts.device!r}: use auto, cpu or cuda.")
     if opts.device == "cuda":
@@ -248,12 +239,13 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
                 timings=timings)
     data["meta_json"] = np.asarray(json.dumps(meta, default=float))
     proto.check_cancel()
-    try:
-        write_result(out, data)
-    except OSError as e:
-        raise EngineError("output_not_writable", f"Could not write '{out}': {e.strerror or e}.") from e
-    proto.progress("write", 1, 1, force=True)
-    times = data["times"]
-    duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
-    proto.result(str(out), frames=len(times), fps=float(data["fps"]), duration=duration, device=device)
+    with proto.shielded():   # a cancel now is too late: never a written result reported as cancelled
+        try:
+            write_result(out, data)
+        except OSError as e:
+            raise EngineError("output_not_writable", f"Could not write '{out}': {e.strerror or e}.") from e
+        proto.progress("write", 1, 1, force=True)
+        times = data["times"]
+        duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
+        proto.result(str(out), frames=len(times), fps=float(data["fps"]), duration=duration, device=device)
     return meta

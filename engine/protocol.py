@@ -3,12 +3,18 @@
 stdout carries only these messages (one JSON object per line, UTF-8); logs go to stderr.
 Vocabulary (``type``): start, progress, warning, error, result, done. ``done`` is always last.
 Cancellation: a line ``cancel`` on stdin, SIGTERM or SIGINT sets a flag that every ``progress`` call
-checks (it raises :class:`Cancelled`), so the run stops within one frame's work.
+checks (it raises :class:`Cancelled`), so the run stops within one frame's work. While the run is
+``interruptible`` a cancel also ends it at once, from the signal handler or the stdin thread: it
+reports ``error`` (cancelled) and ``done`` and leaves with ``os._exit(130)``, so slow start-up work
+(imports, model loading) cannot delay it. (Raising an exception from the handler instead can leave
+import or thread locks held: a deadlock.) The final write is ``shielded``: a cancel arriving then is
+too late and the run completes.
 See docs/protocol.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -16,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, Any, Iterator
 
 from .errors import Cancelled
 
@@ -37,11 +43,14 @@ class Protocol:
             stream = io.TextIOWrapper(os.fdopen(os.dup(1), "wb", buffering=0), encoding="utf-8",
                                       line_buffering=True, write_through=True)
         self._out = stream
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # re-entrant: the signal handler may emit while main is emitting
         self._cancel = threading.Event()
         self._last_progress: dict[str, float] = {}
         self._min_dt = 1.0 / max_rate if max_rate > 0 else 0.0
         self.done_sent = False
+        self.interruptible = False    # a cancel ends the process at once (see the module docstring)
+        self._shielded = 0
+        self._state = threading.RLock()
 
     # -- cancellation -------------------------------------------------------------------------
     def request_cancel(self) -> None:
@@ -52,8 +61,33 @@ class Protocol:
         return self._cancel.is_set()
 
     def check_cancel(self) -> None:
-        if self._cancel.is_set():
+        if self._cancel.is_set() and not self._shielded:
             raise Cancelled()
+
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """A section a cancel must not cut short (writing the result and reporting it)."""
+        with self._state:
+            self._shielded += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._shielded -= 1
+
+    def stop_now(self) -> None:
+        """If interruptible and not shielded: report the cancel and leave the process now (any thread).
+        Nothing the engine writes is open outside the shielded section, so nothing is left behind."""
+        with self._state:
+            if not self.interruptible or self._shielded or self.done_sent:
+                return
+            self.emit("error", code="cancelled", message="Cancelled by the user.", exit_code=130)
+            self.done(False, 130)
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os._exit(130)
 
     def watch_stdin(self, stdin: IO[str] | None = None) -> None:
         """Start a daemon thread that requests cancel on a ``cancel`` line (or on EOF if asked)."""
@@ -66,6 +100,7 @@ class Protocol:
                 for line in stdin:
                     if line.strip().lower() == "cancel":
                         self.request_cancel()
+                        self.stop_now()
                         return
             except (OSError, ValueError):
                 return
@@ -75,6 +110,7 @@ class Protocol:
     def install_signal_handlers(self) -> None:
         def _handler(signum, frame):  # noqa: ARG001
             self.request_cancel()
+            self.stop_now()
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -69,9 +70,16 @@ def write_result(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
     validate(arrays)
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    # A short temporary name (any legal target name leaves room for it), created 0600 by mkstemp and
+    # given the mode a plain open() would: the replaced file's mode, else 0666 minus the umask.
+    fd, tmp = tempfile.mkstemp(prefix=".vm-", suffix=".tmp", dir=folder)
     try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError:
+            mode = 0o666 & ~_umask()
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
             np.savez_compressed(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
@@ -82,7 +90,36 @@ def write_result(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
         except OSError:
             pass
         raise
+    _fsync_folder(folder)
     return path
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads may be creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def read_result(path: str | os.PathLike) -> dict[str, np.ndarray]:

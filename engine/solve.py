@@ -173,15 +173,7 @@ def _frame(d: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return torch.stack([d, h, torch.cross(d, h, dim=-1)], -1)
 
 
-def _shortest_arc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices taking unit vectors a to b (T, 3) -> (T, 3, 3)."""
-    axis = torch.cross(a, b, dim=-1)
-    s = axis.norm(dim=-1, keepdim=True)
-    c = (a * b).sum(-1, keepdim=True)
-    angle = torch.atan2(s, c)
-    fallback = _normalize(torch.cross(a, torch.tensor([0.0, 0.0, 1.0]).expand_as(a) + 1e-3, dim=-1))
-    axis = torch.where(s > 1e-6, axis / s.clamp_min(1e-12), fallback)
-    return rot.rotvec_to_matrix(axis * angle)
+_shortest_arc = rot.shortest_arc
 
 
 # ---- analytic initialisation -----------------------------------------------------------------

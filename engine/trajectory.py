@@ -184,17 +184,3 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
     info["camera_height"] = float(-(origin @ up) + 0.0)
     info["camera_pitch_deg"] = float(np.degrees(np.arcsin(np.clip(-up[2], -1, 1))))
     return WorldFrame(B=B, origin=origin), info
-
-
-def foot_contacts(points_world: np.ndarray, fps: float, rest_height: np.ndarray,
-                  height_tol: float = 0.05, speed_tol: float = 0.35) -> np.ndarray:
-    """(T, C, 3) foot points -> (T, C) bool: near the ground (relative to their standing height) and slow."""
-    T = points_world.shape[0]
-    h = points_world[..., 2] - rest_height[None]
-    vel = np.zeros(points_world.shape[:2])
-    if T > 1:
-        d = np.linalg.norm(np.diff(points_world, axis=0), axis=-1) * fps
-        vel[1:] = d
-        vel[0] = d[0]
-        vel[1:-1] = np.minimum(d[:-1], d[1:])
-    return (h < height_tol) & (vel < speed_tol)

@@ -156,6 +156,10 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
                 raise EngineError("video_too_large", f"The video '{name}' is {width}x{height}; the engine "
                                                      f"accepts at most {MAX_VIDEO_SIDE} pixels on the longest side.")
         rotation = _rotation_of(first)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        # a damaged header: PyAV exposes a stream without the attributes of a video stream
+        raise EngineError("invalid_video", f"'{name}' is not a readable video file (its stream information "
+                                           "is damaged).") from exc
     finally:
         container.close()
     display_width, display_height = (height, width) if rotation in (90, 270) else (width, height)
@@ -212,17 +216,42 @@ class TimestampSubsampler:
             self._t0 = t
         out: list[Any] = []
         cur_out = False
-        # Every target in (prev.t, t] has its nearest frame among prev and this one.
-        while self._target() <= t + 1e-9:
-            target = self._target()
-            if self._prev is not None and target - self._prev[0] <= t - target:
-                if not self._prev_out:
-                    out.append(self._prev[1])
-                    self._prev_out = True
-            elif not cur_out:
+        # Every target in (prev.t, t] has its nearest frame among prev and this one. The targets are
+        # counted, not walked one by one (at --fps 1e9 there would be billions between two frames):
+        # estimates by division, settled with the exact per-target tests.
+        t0, step = self._t0, self.step
+        assert t0 is not None
+
+        def due(k: int) -> bool:             # target k is at or before this frame
+            return t0 + k * step <= t + 1e-9
+
+        def to_prev(k: int) -> bool:         # target k is nearer to the previous frame (ties: earlier)
+            target = t0 + k * step
+            return self._prev is not None and target - self._prev[0] <= t - target
+
+        k0 = self._k
+        k_end = max(k0, math.floor((t + 1e-9 - t0) / step) + 1)   # first target after t
+        while k_end > k0 and not due(k_end - 1):
+            k_end -= 1
+        while due(k_end):
+            k_end += 1
+        if k_end > k0:
+            split = k0                         # first target that goes to this frame
+            if self._prev is not None:
+                mid = 0.5 * (self._prev[0] + t)
+                split = min(k_end, max(k0, math.floor((mid - t0) / step) + 1))
+                while split > k0 and not to_prev(split - 1):
+                    split -= 1
+                while split < k_end and to_prev(split):
+                    split += 1
+            if split > k0 and not self._prev_out:
+                assert self._prev is not None
+                out.append(self._prev[1])
+                self._prev_out = True
+            if split < k_end:
                 out.append(item)
                 cur_out = True
-            self._k += 1
+            self._k = k_end
         self._prev, self._prev_out = (t, item), cur_out
         return out
 

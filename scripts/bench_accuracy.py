@@ -11,7 +11,8 @@ Make the dev set first (reproducible from a seed): ``.venv/bin/python -m scripts
 - ``engine``: the current engine's ``joints_world``.
 
 Tables: one per group (static, moving, occluded) and one for occluded joints alone (PA-MPJPE over the
-joints the ground truth flags as hidden by an occluder). Metric definitions: engine/metrics.py.
+joints the ground truth flags as hidden by an occluder). Metric definitions: scripts/vmkit/metrics.py.
+Per-clip scoring is ``score_clip``; tests/test_accuracy.py runs it on the bundled sample.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-
-from scripts.vmkit import metrics
+from addon.core.engine import parse_message
 from engine import skeleton as sk
 from engine.pose import LM
 from engine.result import read_result
+from scripts.vmkit import metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 METRICS = ("mpjpe", "pa_mpjpe", "w_mpjpe100", "wa_mpjpe100", "rte", "jitter", "accel_error", "foot_sliding")
 COLUMNS = METRICS + ("jitter_gt",)
@@ -77,11 +79,11 @@ def _fill(P: np.ndarray) -> np.ndarray:
     return P
 
 
-def run_engine(video: Path, out: Path, extra: list[str] | None = None) -> tuple[bool, str, float]:
+def run_engine(video: Path, out: Path, extra: list[str] | tuple[str, ...] = ()) -> tuple[bool, str, float]:
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "engine", "run", str(video), "--out", str(out), *(extra or [])], cwd=ROOT,
+    p = subprocess.run([sys.executable, "-m", "engine", "run", str(video), "--out", str(out), *extra], cwd=ROOT,
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    msgs = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    msgs = [m for m in map(parse_message, p.stdout.splitlines()) if m is not None]
     err = next((m["message"] for m in msgs if m["type"] == "error"), "")
     return p.returncode == 0, err, time.perf_counter() - t0
 
@@ -109,6 +111,49 @@ def score(pred: np.ndarray, gt: np.ndarray, fps: float, occluded: np.ndarray | N
     return out
 
 
+def load_gt(path: str | Path) -> dict[str, np.ndarray]:
+    """A ground-truth file (docs/synthetic_data.md) as a dict of arrays; checks the joint names."""
+    with np.load(path, allow_pickle=False) as z:
+        gt = {k: z[k] for k in z.files}
+    names = [str(n) for n in gt["joint_names"]]
+    assert names == list(sk.JOINT_NAMES), "ground truth joint names differ from vm24"
+    return gt
+
+
+def score_clip(r: dict[str, np.ndarray], gt: dict[str, np.ndarray]) -> dict:
+    """Score one engine result (``read_result``) against its ground truth (``load_gt``).
+
+    Returns ``{"engine": {metric: value}, "blazepose_raw": {...}, "detected": fraction}``: the per-clip
+    numbers of the tables and of ``--json`` (tests/test_accuracy.py calls this on the bundled sample)."""
+    G = gt["joints_world"].astype(np.float64)
+    fps = float(gt["fps"])
+    occ = gt["occluded"].astype(bool) if "occluded" in gt else None
+    idx = r["frame_index"].astype(int)
+    keep = idx < len(G)
+    Gi, oi = G[idx[keep]], (occ[idx[keep]] if occ is not None else None)
+    pred = r["joints_world"].astype(np.float64)[keep]
+    raw = np.where(r["valid"][keep, None, None], blazepose_to_vm24(r["landmarks_world"].astype(np.float64)[keep]), np.nan)
+    Gc = to_camera(Gi, gt["camera_extrinsics"].astype(np.float64)[idx[keep]])
+    pred_c = to_camera(pred, r["camera_extrinsics"].astype(np.float64)[keep])
+    raw_c = _fill(raw - np.array([0.0, 0.0, 0.95]))[..., [0, 2, 1]] * np.array([1.0, -1.0, 1.0])
+    return {"engine": score(pred, Gi, fps, oi, pred_c, Gc),
+            "blazepose_raw": score(_fill(raw), Gi, fps, oi, raw_c, Gc),
+            "detected": float(r["valid"].mean())}
+
+
+def evaluate_clip(clip: Path, gt_path: Path, out: Path, engine_args: list[str] | tuple[str, ...] = ()) -> dict:
+    """Run the engine on ``clip`` (result written to ``out``; ``engine_args`` added) and score it."""
+    gt = load_gt(gt_path)
+    ok, err, secs = run_engine(clip, out, engine_args)
+    entry = {"clip": clip.name, "group": str(gt["group"]), "frames": len(gt["joints_world"]),
+             "engine_seconds": round(secs, 2)}
+    if not ok:
+        entry["error"] = err
+        return entry
+    entry.update(score_clip(read_result(out), gt))
+    return entry
+
+
 def table(title: str, rows: dict[str, list[dict]], keys=COLUMNS) -> str:
     lines = [f"\n## {title}", "| method | clips | " + " | ".join(f"{k} ({UNITS.get(k, 'mm')})" for k in keys) + " |",
              "|---|---|" + "---|" * len(keys)]
@@ -123,10 +168,10 @@ def table(title: str, rows: dict[str, list[dict]], keys=COLUMNS) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--devset", default=str(ROOT / ".cache" / "devset"))
+    ap.add_argument("--engine-arg", action="append", default=[],
+                    help="an option for every engine run, e.g. --engine-arg=--refine=footlock (repeatable)")
     ap.add_argument("--json", default=None, help="write all per-clip numbers here")
     ap.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    ap.add_argument("--engine-arg", action="append", default=[],
-                    help="passed to every engine run, e.g. --engine-arg=--body --engine-arg=rope")
     args = ap.parse_args(argv)
     devset = Path(args.devset)
     clips = sorted(p for p in devset.glob("*.mp4") if (devset / f"{p.stem}_gt.npz").exists())
@@ -139,34 +184,13 @@ def main(argv=None) -> int:
     per_clip: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            gt = np.load(devset / f"{clip.stem}_gt.npz", allow_pickle=False)
-            G = gt["joints_world"].astype(np.float64)
-            names = [str(n) for n in gt["joint_names"]]
-            assert names == list(sk.JOINT_NAMES), "ground truth joint names differ from vm24"
-            group = str(gt["group"])
-            fps = float(gt["fps"])
-            occ = gt["occluded"].astype(bool) if "occluded" in gt.files else None
             out = Path(tmp) / f"{clip.stem}.npz"
-            ok, err, secs = run_engine(clip, out, args.engine_arg)
-            entry = {"clip": clip.name, "group": group, "frames": len(G), "engine_seconds": round(secs, 2)}
-            if not ok:
-                entry["error"] = err
-                print(f"{clip.name}: engine failed: {err}", file=sys.stderr)
-                per_clip.append(entry)
-                continue
-            r = read_result(out)
-            idx = r["frame_index"].astype(int)
-            keep = idx < len(G)
-            Gi, oi = G[idx[keep]], (occ[idx[keep]] if occ is not None else None)
-            pred = r["joints_world"].astype(np.float64)[keep]
-            raw = np.where(r["valid"][keep, None, None], blazepose_to_vm24(r["landmarks_world"].astype(np.float64)[keep]), np.nan)
-            Gc = to_camera(Gi, gt["camera_extrinsics"].astype(np.float64)[idx[keep]])
-            pred_c = to_camera(pred, r["camera_extrinsics"].astype(np.float64)[keep])
-            raw_c = _fill(raw - np.array([0.0, 0.0, 0.95]))[..., [0, 2, 1]] * np.array([1.0, -1.0, 1.0])
-            entry["engine"] = score(pred, Gi, fps, oi, pred_c, Gc)
-            entry["blazepose_raw"] = score(_fill(raw), Gi, fps, oi, raw_c, Gc)
-            entry["detected"] = float(r["valid"].mean())
+            entry = evaluate_clip(clip, devset / f"{clip.stem}_gt.npz", out, args.engine_arg)
             per_clip.append(entry)
+            if "error" in entry:
+                print(f"{clip.name}: engine failed: {entry['error']}", file=sys.stderr)
+                continue
+            group, secs = entry["group"], entry["engine_seconds"]
             print(f"{clip.name} [{group}] {secs:.1f}s  engine PA-MPJPE {entry['engine']['pa_mpjpe']:.0f} mm, "
                   f"WA-MPJPE100 {entry['engine']['wa_mpjpe100']:.0f} mm; raw PA-MPJPE "
                   f"{entry['blazepose_raw']['pa_mpjpe']:.0f} mm", file=sys.stderr)

@@ -6,8 +6,13 @@ $VIDEO_MOCAP_ENGINE_MODULE points at this file). $FAKE_ENGINE_MODE picks the beh
   error     report ``no_person`` and exit 6
   slow      report progress forever until a ``cancel`` line arrives (then exit 130)
   stubborn  like slow but ignores the cancel line (the add-on must terminate it)
+  deaf      like stubborn and also ignores SIGTERM (the add-on must kill it)
   crash     write a traceback to stderr and exit 1 without ``done``
   garbage   succeed but write a file that is not a result
+  hang      say ``start`` and then nothing, ignoring cancel and SIGTERM (only SIGKILL ends it)
+With $FAKE_ENGINE_CHECK_VIDEO=1, like the real engine, a video path that is not a file (e.g. one
+relative to another folder) is an error.
+$FAKE_ENGINE_RESULT (mode ok): copy this file as the result instead of making one.
 Also ``check --json`` and ``--version``. Importable: ``make_result`` builds fixture files.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -87,8 +93,19 @@ def _run(argv: list[str]) -> int:
                 return
 
     threading.Thread(target=watch, daemon=True).start()
+    if os.environ.get("FAKE_ENGINE_CHECK_VIDEO") == "1" and not os.path.isfile(video):
+        _emit(type="error", code="input_not_found", message=f"The video file '{video}' does not exist.",
+              exit_code=3)
+        _emit(type="done", ok=False, exit_code=3, cancelled=False)
+        return 3
     _emit(type="start", protocol=1, engine_version="fake", device="cpu", video=video, out=out)
-    if mode in ("slow", "stubborn"):
+    if mode == "deaf":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # before the first message: the test waits for one
+    if mode == "hang":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+    if mode in ("slow", "stubborn", "deaf"):
         i = 0
         while not (cancel.is_set() and mode == "slow"):
             _emit(type="progress", stage="pose", frame=i, total=1000, fraction=i / 1000)
@@ -109,6 +126,8 @@ def _run(argv: list[str]) -> int:
         _emit(type="progress", stage="pose", frame=min(i, frames), total=frames, fraction=min(i, frames) / frames)
     if mode == "garbage":
         Path(out).write_bytes(b"not a zip")
+    elif os.environ.get("FAKE_ENGINE_RESULT"):    # hand over a prepared (possibly hostile) result file
+        Path(out).write_bytes(Path(os.environ["FAKE_ENGINE_RESULT"]).read_bytes())
     else:
         make_result(out, frames=frames, seed=int(os.environ.get("FAKE_ENGINE_SEED", "0")))
     _emit(type="result", path=out, frames=frames, fps=24.0, duration=frames / 24.0)

@@ -135,7 +135,8 @@ def test_landmarks_follow_joints_and_sides():
 
 
 HAS_DATA = (Path(DEFAULT_ROOT) / "cmu-mb").is_dir()
-needs_data = pytest.mark.skipif(not HAS_DATA, reason="data/mocap not present")
+needs_data = pytest.mark.skipif(not HAS_DATA, reason=f"SHARED DATA MISSING: {DEFAULT_ROOT} (../shared/data/mocap "
+                                "or $VIDMOCAP_MOCAP_DIR): the mocap readers are NOT tested on real files")
 
 
 @needs_data

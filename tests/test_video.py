@@ -325,7 +325,8 @@ def test_accepts_pathlike_and_str(tmp_path):
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos"
 
 
-@pytest.mark.skipif(not (REAL / "v08_mmhuman3d_single-person.mp4").exists(), reason="no shared videos")
+@pytest.mark.skipif(not (REAL / "v08_mmhuman3d_single-person.mp4").exists(),
+                    reason=f"SHARED DATA MISSING: {REAL}: real portrait footage NOT tested")
 def test_real_portrait_clip_first_frames():
     reader = VideoReader(REAL / "v08_mmhuman3d_single-person.mp4", end_frame=3)
     assert reader.info.display_height > reader.info.display_width

@@ -17,6 +17,9 @@ from ..core.result import MotionResult
 from .names import RETARGET_MESSAGE, SKELETON_PROP
 
 
+MAX_SCENE_FRAME = 1_048_574   # Blender's last frame
+
+
 class ApplyError(RuntimeError):
     """A user-facing problem applying a result (the scene is unchanged)."""
 
@@ -147,6 +150,8 @@ def apply_result(context: bpy.types.Context, result: MotionResult, *, name: str,
     else:
         fps, fps_base = scene.render.fps, scene.render.fps_base
     frames = rig.key_frames(result.times, fps / fps_base, scene.frame_start)
+    if not (np.all(np.isfinite(frames)) and frames[-1] <= MAX_SCENE_FRAME):
+        raise ApplyError(f"The motion does not fit in Blender's frame range (it would end at frame {frames[-1]:.0f})")
 
     obj = target if target is not None else build_armature(context, result, name)
     created = target is None

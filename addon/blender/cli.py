@@ -8,6 +8,7 @@ exporters. Prints one summary line per video; returns non-zero if any video fail
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import bpy
 
 from ..core import engine as core_engine
-from .session import ImportRequest, ImportSession
+from .session import DEFAULT_STALL_TIMEOUT_S, ImportRequest, ImportSession
 
 FORMATS = ("blend", "bvh", "fbx", "glb")
 _handle: list[Any] = []
@@ -37,7 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-end", type=int, default=-1)
     p.add_argument("--keep-result", action="store_true",
                    help="also write the engine's result file (VIDEO.npz) into the output folder")
+    p.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
+                   help="stop a video's engine run after this long without progress (0 = never; "
+                        f"default {DEFAULT_STALL_TIMEOUT_S:g})")
     return p
+
+
+def output_stems(videos: list[str]) -> list[str]:
+    """One output name per video, unique: same-named inputs from different folders (a/walk.mp4,
+    b/walk.mp4) become walk, walk_2, ... (never a name that another input has, compared
+    case-insensitively for case-insensitive file systems)."""
+    taken = {Path(v).stem.casefold() for v in videos}
+    used: set[str] = set()
+    stems = []
+    for v in videos:
+        stem = Path(v).stem or "video"
+        name, k = stem, 1
+        while name.casefold() in used or (k > 1 and name.casefold() in taken):
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name.casefold())
+        stems.append(name)
+    return stems
 
 
 def _clear_scene() -> None:
@@ -76,7 +98,11 @@ def convert(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    out_dir = Path(args.out)
+    out_dir = Path(os.path.abspath(args.out))
+    if not (args.stall_timeout >= 0 and math.isfinite(args.stall_timeout)):
+        print(f"video_mocap: --stall-timeout must be a number of seconds >= 0, got {args.stall_timeout}",
+              file=sys.stderr)
+        return 2
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -87,23 +113,41 @@ def convert(argv: list[str]) -> int:
         return 2
     opts = core_engine.RunOptions(frame_start=args.frame_start, frame_end=args.frame_end,
                                   camera=args.camera, focal_px=args.focal, device=args.device)
+    engine_python = os.path.abspath(args.engine_python) if args.engine_python else ""
     failures = 0
-    for video in args.videos:
+    for video, stem in zip(args.videos, output_stems(args.videos)):
+        video = os.path.abspath(video)   # the engine runs in the extension's folder, not ours
         _clear_scene()
-        keep = str(out_dir / f"{Path(video).stem}.npz") if args.keep_result else ""
+        keep = str(out_dir / f"{stem}.npz") if args.keep_result else ""
         session = ImportSession(ImportRequest(video=video, options=opts, set_scene=True,
-                                              engine_python=args.engine_python, keep_result=keep))
+                                              engine_python=engine_python, keep_result=keep,
+                                              stall_timeout=args.stall_timeout or None))
         ok, msg = session.run_blocking(bpy.context)
-        target = out_dir / f"{Path(video).stem}.{args.format}"
+        target = out_dir / f"{stem}.{args.format}"
         if ok:
             try:
-                _export(bpy.data.objects[session.obj_name], target, args.format)
+                _export_atomic(bpy.data.objects[session.obj_name], target, args.format)
                 msg = f"{msg} -> {target}"
             except (OSError, RuntimeError, ValueError) as e:
                 ok, msg = False, f"export failed: {e}"
         failures += not ok
         print(f"{'OK' if ok else 'FAILED'} {video}: {msg}", flush=True)
     return 1 if failures else 0
+
+
+def _export_atomic(obj: bpy.types.Object, target: Path, fmt: str) -> None:
+    """Export to a temporary name in the same folder, then rename: a failed or interrupted export
+    (full disk) never leaves a partial file nor spoils an earlier good one."""
+    tmp = target.with_name(f".{target.stem}.part.{fmt}")
+    try:
+        _export(obj, tmp, fmt)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
 
 
 def cli_command(argv: list[str]) -> int:

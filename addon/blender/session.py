@@ -3,6 +3,7 @@ the background (blocking) path and the batch command."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -13,6 +14,10 @@ import bpy
 from ..core import engine as core_engine
 from ..core.result import ResultError, read_result
 from . import apply, prefs
+from .transaction import SceneTransaction
+
+log = logging.getLogger(__name__)
+DEFAULT_STALL_TIMEOUT_S = 300.0   # background/batch: stop an engine that reports nothing for this long
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class ImportRequest:
     set_scene: bool = True
     engine_python: str = ""      # override of the preference / environment
     keep_result: str = ""        # also keep the engine's result file here (batch --keep-result)
+    stall_timeout: float | None = DEFAULT_STALL_TIMEOUT_S   # blocking runs only; None = wait forever
 
 
 class ImportSession:
@@ -46,7 +52,8 @@ class ImportSession:
 
     def start(self, context: bpy.types.Context) -> str | None:
         """Check the inputs and start the engine; returns an error message (nothing started) or None."""
-        video = bpy.path.abspath(self.request.video)
+        # Absolute paths: the engine runs with the extension root as its working folder.
+        video = os.path.abspath(bpy.path.abspath(self.request.video)) if self.request.video else ""
         problem = core_engine.check_video_path(video)
         if problem:
             return problem
@@ -55,6 +62,8 @@ class ImportSession:
         except apply.ApplyError as e:
             return str(e)
         python = prefs.engine_python(context, self.request.engine_python)
+        if python is not None:
+            python = python.absolute()
         if python is None or not python.is_file():
             return (f"Engine not found ({python}): use 'Set up engine' in the add-on preferences "
                     "or point it at an engine Python")
@@ -63,7 +72,7 @@ class ImportSession:
             self._tmp = tempfile.mkdtemp(prefix="video_mocap_")
         except OSError as e:
             return f"Cannot create a temporary folder: {e}"
-        out = os.path.join(self._tmp, "result.npz")
+        out = os.path.join(os.path.abspath(self._tmp), "result.npz")
         argv = core_engine.run_argv(python, video, out, self.request.options)
         self.job = core_engine.EngineJob(argv, cwd=root, env=core_engine.engine_env(root))
         self.job.start()
@@ -82,22 +91,47 @@ class ImportSession:
             if not out.ok:
                 return False, out.message
             assert out.result_path is not None
-            try:
-                result = read_result(out.result_path)
-                if self.request.keep_result:
-                    tmp = self.request.keep_result + ".part"
-                    shutil.copyfile(out.result_path, tmp)
-                    os.replace(tmp, self.request.keep_result)  # atomic: never a half-written file
-                obj = apply.apply_result(context, result, name=apply.action_name(self.request.video),
-                                         target=self._target(), set_scene=self.request.set_scene)
-            except (ResultError, apply.ApplyError) as e:
-                return False, str(e)
-            except OSError as e:
-                return False, f"could not keep the result file: {e}"
-            self.obj_name = obj.name
-            return True, f"Imported {result.frames} frames onto '{obj.name}'"
+            return self.apply_file(context, out.result_path)
         finally:
             self.cleanup()
+
+    def apply_file(self, context: bpy.types.Context, path: str) -> tuple[bool, str]:
+        """Read, check and apply a result file as one transaction; (ok, message), never an exception."""
+        try:
+            result = read_result(path)
+        except ResultError as e:
+            return False, str(e)
+        if self.request.keep_result:
+            try:
+                self._keep(path, os.path.abspath(self.request.keep_result))
+            except OSError as e:
+                return False, f"could not keep the result file: {e.strerror or e}"
+        try:
+            # One transaction: on any error the file is exactly as before (transaction.py).
+            with SceneTransaction(context):
+                obj = apply.apply_result(context, result, name=apply.action_name(self.request.video),
+                                         target=self._target(), set_scene=self.request.set_scene)
+        except apply.ApplyError as e:
+            return False, str(e)
+        except Exception as e:  # noqa: BLE001 - a bug: the scene is rolled back, show it as an error
+            log.exception("Video Mocap: importing the result failed")
+            return False, f"Import failed ({type(e).__name__}: {e}); the scene was left unchanged"
+        self.obj_name = obj.name
+        return True, f"Imported {result.frames} frames onto '{obj.name}'"
+
+    @staticmethod
+    def _keep(src: str, dst: str) -> None:
+        """Copy atomically: a temporary file next to ``dst``, renamed; removed again on any failure."""
+        tmp = dst + ".part"
+        try:
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
     def run_blocking(self, context: bpy.types.Context, *, timeout: float | None = None) -> tuple[bool, str]:
         err = self.start(context)
@@ -105,7 +139,7 @@ class ImportSession:
             self.cleanup()
             return False, err
         assert self.job is not None
-        if not self.job.wait(timeout):
+        if not self.job.wait(timeout, stall_timeout=self.request.stall_timeout):
             self.job.kill()
             self.job.wait(10)
         return self.finish(context)

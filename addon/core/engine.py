@@ -11,6 +11,7 @@ import collections
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -147,6 +148,8 @@ class EngineJob:
         self._threads: list[threading.Thread] = []
         self._stdout_closed = False
         self._cancel_at: float | None = None
+        self.last_activity = time.monotonic()   # when the engine last wrote a protocol message
+        self.stalled_after: float | None = None  # set when wait() stopped an engine that made no progress
         self.messages: list[dict[str, Any]] = []
         self.fraction = 0.0
         self.status = "Starting engine"
@@ -154,6 +157,7 @@ class EngineJob:
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> None:
+        self.last_activity = time.monotonic()
         try:
             self._proc = subprocess.Popen(
                 self.argv, cwd=self._cwd, env=self._env, stdin=subprocess.PIPE,
@@ -181,6 +185,7 @@ class EngineJob:
             if msg is None:
                 self._stderr.append(line)   # not protocol: keep it with the logs
                 continue
+            self.last_activity = time.monotonic()
             self._queue.put(msg)
         self._queue.put(None)
 
@@ -252,12 +257,25 @@ class EngineJob:
         proc = self._proc
         return proc is not None and self._stdout_closed and proc.poll() is not None
 
-    def wait(self, timeout: float | None = None, *, interval: float = 0.05) -> bool:
-        """Poll until finished (background mode); False on timeout."""
+    def wait(self, timeout: float | None = None, *, interval: float = 0.05,
+             stall_timeout: float | None = None) -> bool:
+        """Poll until finished (background mode); False on timeout.
+
+        ``stall_timeout``: an engine that writes no protocol message for this many seconds is stopped
+        (cancel line, then SIGTERM after 3 s, SIGKILL after 6 s); :meth:`outcome` then says so.
+        """
         end = None if timeout is None else time.monotonic() + timeout
         while not self.finished:
             self.poll()
-            if end is not None and time.monotonic() > end:
+            now = time.monotonic()
+            if (stall_timeout is not None and self.stalled_after is None and self._proc is not None
+                    and now - self.last_activity > stall_timeout):
+                self.stalled_after = stall_timeout
+                self.cancel()
+            if (self._cancel_at is not None and now - self._cancel_at > CANCEL_GRACE_S + KILL_AFTER_S + 2.0
+                    and self._proc is not None and self._proc.poll() is None):
+                self.kill()       # nobody else escalates while we block
+            if end is not None and now > end:
                 return False
             time.sleep(interval)
         self.poll()
@@ -285,6 +303,9 @@ class EngineJob:
         done = next((m for m in reversed(self.messages) if m.get("type") == "done"), None)
         error = next((m for m in reversed(self.messages) if m.get("type") == "error"), None)
         result = next((m for m in reversed(self.messages) if m.get("type") == "result"), None)
+        if self.stalled_after is not None:
+            return JobOutcome(False, False, f"The engine made no progress for {self.stalled_after:g} s and was "
+                                            "stopped", code, warnings=warnings)
         cancelled = bool(done and done.get("cancelled")) or (self.cancel_requested and not (done and done.get("ok")))
         if cancelled:
             return JobOutcome(False, True, "Cancelled", code, warnings=warnings)
@@ -295,6 +316,11 @@ class EngineJob:
             return JobOutcome(False, False, str(error.get("message", error.get("code"))), code, warnings=warnings)
         tail = next((line for line in reversed(self._stderr) if line.strip()), "")
         msg = f"The engine stopped unexpectedly (exit code {code})"
+        if code is not None and code < 0:   # killed by a signal before it could report anything
+            try:
+                msg = f"The engine stopped unexpectedly (killed by {signal.Signals(-code).name})"
+            except ValueError:
+                pass
         return JobOutcome(False, False, msg + (f": {tail}" if tail else ""), code, warnings=warnings)
 
 

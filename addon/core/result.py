@@ -1,7 +1,18 @@
-"""A small reader for the engine's result file (docs/result_format.md), without the ``engine`` package.
+"""A small, defensive reader for the engine's result file (docs/result_format.md), without ``engine``.
 
-Only the fields the add-on uses are checked here; the engine's own ``engine/result.py`` validates the
-whole format when it writes the file. Never unpickles (``allow_pickle=False``).
+Result files may come from anywhere (shared, downloaded, damaged), so everything read is checked
+before the add-on uses it, and reading never costs more memory than the fields it needs:
+
+- only the documented members the add-on uses are opened (unknown members, e.g. a 1.5 GiB junk
+  entry, are never read; optional ``mesh_*`` members belong to other readers);
+- each member's size is checked from the zip directory and its ``.npy`` header *before* loading
+  (a header declaring 64 GiB is refused, not allocated), and must agree with the zip entry;
+- dtypes (numbers, strings; never objects, never structured), shapes, finite values, strictly
+  increasing times, a sane frame rate and frame count, unit quaternions (near-unit ones are
+  normalised, zero or far-from-unit ones refused), joint names Blender can hold (1..63 UTF-8 bytes).
+
+Every problem is a :class:`ResultError` with a message ready to show; never a traceback. Never
+unpickles (``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -9,6 +20,7 @@ from __future__ import annotations
 import os
 import zipfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +29,21 @@ FORMAT_NAME = "video_mocap.result"
 FORMAT_VERSION = 1
 
 FloatArray = npt.NDArray[np.float64]
+
+MAX_JOINTS = 512
+MAX_FRAMES = 1_000_000             # Blender's scene frames end at 1,048,574
+MAX_FPS = 1000.0
+MAX_NAME_BYTES = 63                # Blender's name limit (64 bytes with the terminating NUL)
+MAX_MEMBER_BYTES = 1 << 30         # largest array the add-on loads (1 GiB)
+QUAT_NORM_TOL = 1e-2               # |‖q‖ − 1| up to this is rounding: normalised; beyond it, refused
+
+# name -> (allowed dtype kinds, required): the members the add-on reads; nothing else is opened.
+_MEMBERS: dict[str, tuple[str, bool]] = {
+    "format": ("U", True), "format_version": ("iu", True), "fps": ("fiu", True), "times": ("fiu", True),
+    "joint_names": ("U", True), "parents": ("iu", True), "rest_offsets": ("fiu", True),
+    "rotations": ("fiu", True), "root_translation": ("fiu", True), "joints_world": ("fiu", True),
+    "video_path": ("U", False), "camera_static": ("b", False),
+}
 
 
 class ResultError(ValueError):
@@ -43,56 +70,135 @@ class MotionResult:
         return int(self.rotations.shape[0])
 
 
+def _load_member(zf: zipfile.ZipFile, name: str, kinds: str) -> npt.NDArray[Any]:
+    """One ``.npy`` member, its header and size checked before anything is allocated."""
+    info = zf.getinfo(name + ".npy")
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise ResultError(f"Result field {name} is too large ({info.file_size} bytes)")
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ResultError(f"Result field {name} has an unknown .npy version {version}")
+        header_len = fh.tell()
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in kinds:
+        raise ResultError(f"Result field {name} has an unexpected type ({dtype})")
+    count = 1
+    for n in shape:
+        count *= int(n)
+    nbytes = count * dtype.itemsize
+    if nbytes > MAX_MEMBER_BYTES:
+        raise ResultError(f"Result field {name} declares {nbytes} bytes of data, more than this add-on reads")
+    if header_len + nbytes != info.file_size:
+        raise ResultError(f"Result field {name} is damaged (its header does not match its size)")
+    with zf.open(info) as fh:
+        arr: npt.NDArray[Any] = np.lib.format.read_array(fh, allow_pickle=False)
+    if tuple(arr.shape) != tuple(shape):
+        raise ResultError(f"Result field {name} is damaged (truncated data)")
+    return arr
+
+
+def _scalar(a: npt.NDArray[Any], name: str) -> Any:
+    if a.shape != ():
+        raise ResultError(f"Result field {name} should be a single value, has shape {a.shape}")
+    return a.item()
+
+
 def read_result(path: str | os.PathLike[str]) -> MotionResult:
-    """Load ``path`` and check format name, version and the shapes of the fields used."""
+    """Load ``path`` and check everything the add-on uses (see the module docstring)."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ResultError(f"Not a readable result file: {os.fspath(path)} ({e})") from e
-    fmt = str(data.get("format", ""))
+        with zipfile.ZipFile(path) as zf:
+            present = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+            data: dict[str, npt.NDArray[Any]] = {}
+            for name, (kinds, required) in _MEMBERS.items():
+                if name in present:
+                    data[name] = _load_member(zf, name, kinds)
+                elif name in ("format", "format_version"):
+                    raise ResultError(f"Not a Video Mocap result file (no {name})")
+    except ResultError:
+        raise
+    except Exception as e:  # noqa: BLE001 - OSError, BadZipFile, zlib.error, ValueError, ...: a damaged file
+        raise ResultError(f"Not a readable result file: {os.path.basename(os.fspath(path))} ({e})") from e
+    return _check(data)
+
+
+def _check(data: dict[str, npt.NDArray[Any]]) -> MotionResult:
+    fmt = str(_scalar(data["format"], "format"))
     if fmt != FORMAT_NAME:
-        raise ResultError(f"Not a Video Mocap result file (format {fmt!r})")
-    version = int(data.get("format_version", -1))
+        raise ResultError(f"Not a Video Mocap result file (format {fmt[:80]!r})")
+    version = int(_scalar(data["format_version"], "format_version"))
     if version < 1 or version > FORMAT_VERSION:
         raise ResultError(f"Result format version {version} is not supported by this add-on "
                           f"(reads up to {FORMAT_VERSION}); update the add-on")
-    needed = ("joint_names", "parents", "rest_offsets", "rotations", "root_translation",
-              "joints_world", "times", "fps")
-    missing = [k for k in needed if k not in data]
+    missing = [k for k, (_kinds, required) in _MEMBERS.items() if required and k not in data]
     if missing:
         raise ResultError(f"Result file lacks fields: {', '.join(missing)}")
 
-    names = tuple(str(n) for n in data["joint_names"].reshape(-1))
-    parents = tuple(int(p) for p in data["parents"].reshape(-1))
+    names_a, parents_a = data["joint_names"], data["parents"]
+    if names_a.ndim != 1 or parents_a.ndim != 1:
+        raise ResultError("Result file has malformed joint_names or parents")
+    names = tuple(str(n) for n in names_a)
+    J = len(names)
+    if J == 0 or J > MAX_JOINTS:
+        raise ResultError(f"Result file has {J} joints (expected 1 to {MAX_JOINTS})")
+    for n in names:
+        size = len(n.encode("utf-8"))
+        if size == 0 or size > MAX_NAME_BYTES or "\0" in n:
+            raise ResultError(f"Result file has a joint name Blender cannot hold ({n[:80]!r}: "
+                              f"1 to {MAX_NAME_BYTES} bytes, no NUL)")
+    if len(set(names)) != J:
+        raise ResultError("Result file has duplicate joint names")
+    times = np.asarray(data["times"], dtype=np.float64)
+    if times.ndim != 1:
+        raise ResultError(f"Result field times should be one-dimensional, has shape {times.shape}")
+    T = times.shape[0]
+    if T == 0:
+        raise ResultError("Result file holds no frames")
+    if T > MAX_FRAMES:
+        raise ResultError(f"Result file holds {T} frames, more than this add-on imports ({MAX_FRAMES})")
     rest = np.asarray(data["rest_offsets"], dtype=np.float64)
     rot = np.asarray(data["rotations"], dtype=np.float64)
     trans = np.asarray(data["root_translation"], dtype=np.float64)
     world = np.asarray(data["joints_world"], dtype=np.float64)
-    times = np.asarray(data["times"], dtype=np.float64).reshape(-1)
-    J, T = len(names), times.shape[0]
-    shapes = {"parents": (len(parents), (J,)), "rest_offsets": (rest.shape, (J, 3)),
+    shapes = {"parents": (parents_a.shape, (J,)), "rest_offsets": (rest.shape, (J, 3)),
               "rotations": (rot.shape, (T, J, 4)), "root_translation": (trans.shape, (T, 3)),
               "joints_world": (world.shape, (T, J, 3))}
-    bad = [f"{k} {got} != {want}" for k, (got, want) in shapes.items()
-           if (got if isinstance(got, tuple) else (got,)) != want]
+    bad = [f"{k} {got} != {want}" for k, (got, want) in shapes.items() if tuple(got) != want]
     if bad:
         raise ResultError("Result file has inconsistent shapes: " + "; ".join(bad))
-    if T == 0 or J == 0:
-        raise ResultError("Result file holds no frames")
+    parents = tuple(int(p) for p in parents_a)
     if parents[0] != -1 or any(not (0 <= p < j) for j, p in enumerate(parents) if j > 0):
         raise ResultError("Result file skeleton is not ordered root-first")
-    if len(set(names)) != J:
-        raise ResultError("Result file has duplicate joint names")
-    for k, a in (("rotations", rot), ("root_translation", trans), ("rest_offsets", rest)):
+    for k, a in (("times", times), ("rotations", rot), ("root_translation", trans), ("rest_offsets", rest),
+                 ("joints_world", world)):
         if not np.all(np.isfinite(a)):
             raise ResultError(f"Result file has non-finite values in {k}")
-    fps = float(data["fps"])
-    if not fps > 0:
-        raise ResultError(f"Result file has an invalid fps ({fps})")
+    for k, a in (("root_translation", trans), ("rest_offsets", rest), ("joints_world", world)):
+        if np.abs(a).max() > 1e6:
+            raise ResultError(f"Result file has positions beyond a thousand kilometres in {k}")
+    fps = float(_scalar(data["fps"], "fps"))
+    if not (np.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise ResultError(f"Result file has an invalid fps ({fps}); expected a rate up to {MAX_FPS:g}")
+    if T > 1 and not np.all(np.diff(times) > 0):
+        raise ResultError("Result file times are not strictly increasing")
+    if (times[-1] - times[0]) * fps > MAX_FRAMES:
+        raise ResultError(f"Result file spans {times[-1] - times[0]:.6g} s at {fps:g} fps: more than "
+                          f"{MAX_FRAMES} scene frames")
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.linalg.norm(rot, axis=-1)
+    far = np.abs(norms - 1.0) > QUAT_NORM_TOL
+    if far.any():
+        t, j = (int(i) for i in np.argwhere(far)[0])
+        raise ResultError(f"Result file has an invalid rotation (quaternion of length {norms[t, j]:.3g}, "
+                          f"joint {names[j]!r}, frame {t}); rotations must be unit quaternions")
+    rot = rot / norms[..., None]
+    video_path = str(_scalar(data["video_path"], "video_path")) if "video_path" in data else ""
+    camera_static = bool(_scalar(data["camera_static"], "camera_static")) if "camera_static" in data else True
     return MotionResult(
         joint_names=names, parents=parents, rest_offsets=rest, rotations=rot,
         root_translation=trans, joints_world=world, times=times, fps=fps,
-        video_path=str(data.get("video_path", "")),
-        camera_static=bool(data.get("camera_static", True)),
+        video_path=video_path, camera_static=camera_static,
     )

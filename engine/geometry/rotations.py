@@ -30,13 +30,28 @@ def quat_continuity(q: torch.Tensor, dim: int = 0) -> torch.Tensor:
     q = q.movedim(dim, 0)
     dots = (q[1:] * q[:-1]).sum(-1, keepdim=True)
     step = torch.where(dots < 0, -1.0, 1.0).to(q.dtype)
-    signs = torch.cat([torch.ones_like(step[:1]), torch.cumprod(step, 0)], 0)
+    # the first frame keeps its sign (a one-frame clip: ``step`` is empty and only this remains)
+    signs = torch.cat([torch.ones_like(q[:1, ..., :1]), torch.cumprod(step, 0)], 0)
     return (q * signs).movedim(0, dim)
 
 
 def align_vectors(x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Rotation R (..., 3, 3) minimising sum_i w_i |R x_i - y_i|^2 for vectors x, y (..., N, 3)."""
     return roma.rigid_vectors_registration(x, y, weights=weights)
+
+
+def shortest_arc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(..., 3, 3) smallest rotations taking unit directions a to b (..., 3); anti-parallel pairs turn
+    about an axis orthogonal to a."""
+    axis = torch.cross(a, b, dim=-1)
+    s = axis.norm(dim=-1, keepdim=True)
+    c = (a * b).sum(-1, keepdim=True)
+    angle = torch.atan2(s, c)
+    ref = torch.tensor([0.0, 0.0, 1.0], dtype=a.dtype, device=a.device).expand_as(a) + 1e-3
+    fallback = torch.cross(a, ref, dim=-1)
+    fallback = fallback / fallback.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    axis = torch.where(s > 1e-6, axis / s.clamp_min(1e-12), fallback)
+    return rotvec_to_matrix(axis * angle)
 
 
 def rot6d_cols_to_matrix(x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ from typing import Any, Callable, Mapping
 from ..errors import EngineError
 
 KINDS: tuple[str, ...] = ("keypoints", "body", "trajectory", "refine")
-DEFAULTS: dict[str, str] = {"keypoints": "blazepose", "body": "solve", "trajectory": "perspective"}
+DEFAULTS: dict[str, str] = {"keypoints": "blazepose", "body": "solve", "trajectory": "perspective",
+                            "refine": "footlock"}
 
 Report = Callable[[int, int], None]
 """``report(i, n)``: step ``i`` of ``n`` done; raises Cancelled when a cancel was requested."""
@@ -154,4 +155,4 @@ def build(kind: str, name: str, device: str = "cpu", overrides: Mapping[str, Any
 
 
 # the built-in implementations register themselves on import (cheap: heavy imports are lazy)
-from . import body_rope, body_solve, keypoints_blazepose, trajectory_perspective  # noqa: E402,F401
+from . import body_rope, body_solve, keypoints_blazepose, refine_footlock, trajectory_perspective  # noqa: E402,F401

@@ -101,6 +101,8 @@ def test_apply_timing_and_reimport_onto_own_armature(blank, tmp_path):
     obj = apply.apply_result(blank, result, name="long")
     ms = (time.perf_counter() - t) * 1000
     print(f"apply 1800 frames x 24 joints: {ms:.1f} ms")
+    # bulk keys (foreach_set): 180 ms measured on the 2-core CI machine; a per-key loop takes tens of seconds
+    assert ms < 3000.0, ms
     first = obj.animation_data.action
     # a second import onto the same armature makes a new action and keeps the first one alive
     assert _import(_video(tmp_path, "second.mp4"), target=obj.name) == {'FINISHED'}
@@ -251,7 +253,9 @@ def test_real_engine_sample_video(blank, monkeypatch):
     monkeypatch.delenv("VIDEO_MOCAP_ENGINE_MODULE")
     t = time.perf_counter()
     assert _import(str(ROOT / "engine" / "data" / "sample_walk.mp4"), device="cpu") == {'FINISHED'}
-    print(f"sample video -> armature: {time.perf_counter() - t:.1f} s")
+    secs = time.perf_counter() - t
+    print(f"sample video -> armature: {secs:.1f} s")
+    assert secs < 180.0, secs  # ~10 s on the 2-core CI machine; a hang or a runaway solve fails here
     obj = bpy.data.objects["sample_walk"]
     fc_count = sum(1 for _ in _fcurves(obj.animation_data.action))
     assert fc_count == 24 * 4 + 3

@@ -272,18 +272,11 @@ def matrix_to_quat_wxyz(R: np.ndarray, continuous_axis: int | None = 0) -> np.nd
 
 
 def minimal_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) smallest rotation taking direction a to direction b (both (..., 3))."""
+    """(..., 3, 3) smallest rotation taking direction a to direction b (both (..., 3)): the engine's
+    ``rotations.shortest_arc``."""
     a = a / np.linalg.norm(a, axis=-1, keepdims=True)
     b = b / np.linalg.norm(b, axis=-1, keepdims=True)
-    axis = np.cross(a, b)
-    s = np.linalg.norm(axis, axis=-1, keepdims=True)
-    c = np.sum(a * b, axis=-1, keepdims=True)
-    angle = np.arctan2(s, c)
-    # anti-parallel: any axis orthogonal to a
-    ortho = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
-    axis = np.where(s > 1e-9, axis / np.maximum(s, 1e-12), ortho / np.linalg.norm(ortho, axis=-1, keepdims=True))
-    shape = a.shape[:-1]
-    return Rotation.from_rotvec((axis * angle).reshape(-1, 3)).as_matrix().reshape(*shape, 3, 3)
+    return rot.shortest_arc(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)).numpy()
 
 
 def kabsch_vectors(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

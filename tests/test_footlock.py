@@ -1,0 +1,66 @@
+"""Foot locking (engine/footlock.py): planted feet stay within millimetres, the rest is left alone."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from engine import skeleton as sk
+from engine.footlock import FootLockConfig, lock_feet, two_bone_ik
+
+FPS = 30.0
+
+
+def _standing(T: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rest-pose body standing on the floor; the root wobbles 1.5 cm per frame (estimate noise); from
+    frame 40 the left knee bends 70 degrees and the hip 30 (the left foot lifts: a swing)."""
+    rng = np.random.default_rng(seed)
+    rest = sk.DEFAULT_REST_OFFSETS.copy()
+    R = np.tile(np.eye(3), (T, sk.J, 1, 1))
+    root = np.tile(rest[0], (T, 1)) + np.c_[rng.normal(0, 0.015, (T, 2)), np.zeros(T)]
+    R[40:, sk.INDEX["left_hip"]] = Rotation.from_euler("x", -30, degrees=True).as_matrix()
+    R[40:, sk.INDEX["left_knee"]] = Rotation.from_euler("x", 70, degrees=True).as_matrix()
+    return R, root, rest
+
+
+def test_two_bone_ik_reaches_a_reachable_target():
+    rng = np.random.default_rng(1)
+    hip = np.zeros((50, 3))
+    knee = hip + np.array([0.0, 0.05, -0.42])
+    ankle = knee + np.array([0.0, -0.08, -0.40])
+    target = hip + 0.85 * (ankle - hip) + rng.normal(0, 0.03, (50, 3))   # within the leg's reach
+    assert (np.linalg.norm(target - hip, axis=1) < 0.42 + 0.41 - 0.01).all()
+    Q_hip, Q_knee = two_bone_ik(hip, knee, ankle, target)
+    new_knee = hip + np.einsum("tab,tb->ta", Q_hip, knee - hip)
+    new_ankle = new_knee + np.einsum("tab,tb->ta", Q_hip @ Q_knee, ankle - knee)
+    assert np.linalg.norm(new_ankle - target, axis=1).max() < 1e-6
+    assert np.allclose(np.linalg.norm(new_knee - hip, axis=1), np.linalg.norm(knee - hip, axis=1))
+
+
+def test_planted_feet_stay_within_5_mm_and_the_swing_is_untouched():
+    T = 60
+    R, root, rest = _standing(T)
+    _, before = sk.forward_kinematics(R, root, rest)
+    R2, root2, stance = lock_feet(R, root, rest, FPS, FootLockConfig(pin_root=0.0))
+    assert np.array_equal(root2, root)
+    _, after = sk.forward_kinematics(R2, root, rest)
+    la, ra = sk.INDEX["left_ankle"], sk.INDEX["right_ankle"]
+    # the standing frames are stance for both feet, the lifted left foot is not
+    assert stance[5:35, 0].all() and stance[5:55, 1].all() and not stance[45:, 0].any()
+    for j, frames in ((la, slice(4, 36)), (ra, slice(4, 56))):
+        slide = np.linalg.norm(np.diff(after[frames, j], axis=0), axis=1)
+        assert slide.max() < 0.005, slide.max()                           # < 5 mm per frame
+        raw = np.linalg.norm(np.diff(before[frames, j], axis=0), axis=1)
+        assert raw.mean() > 0.01                                          # it did slide before
+    assert np.allclose(after[45:, la], before[45:, la], atol=1e-9)       # the swing foot is left alone
+    for j, p in enumerate(sk.PARENTS):                                   # bones keep their lengths
+        if p >= 0:
+            assert np.allclose(np.linalg.norm(after[:, j] - after[:, p], axis=1), np.linalg.norm(rest[j]))
+    # the root and the upper body do not move
+    assert np.allclose(after[:, sk.INDEX["head"]], before[:, sk.INDEX["head"]])
+
+
+def test_strength_zero_is_off():
+    R, root, rest = _standing(30)
+    R2, _, _ = lock_feet(R, root, rest, FPS, FootLockConfig(strength=0.0))
+    assert np.array_equal(R2, R)
