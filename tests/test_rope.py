@@ -127,11 +127,11 @@ def test_tiny_overfit_lowers_the_loss(tmp_path):
     first = None
     for _ in range(60):
         loss, parts, _ = tr.losses(net, batch)
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.6 * first, (first, float(loss))
+    assert float(loss.detach()) < 0.6 * first, (first, float(loss.detach()))
 
 
 @pytest.mark.skipif(not (DEFAULT_DIR / WEIGHTS_NAME).exists(), reason="no shipped weights")
