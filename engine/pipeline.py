@@ -60,7 +60,7 @@ class RunOptions:
     job: Job
     camera: CameraHints = CameraHints()
     device: str = "auto"             # auto | cpu | cuda
-    keypoints: StageChoice = StageChoice("blazepose")
+    keypoints: StageChoice = StageChoice("blazepose_tracked")
     body: StageChoice = StageChoice("solve")
     trajectory: StageChoice = StageChoice("perspective")
     refine: tuple[StageChoice, ...] = ()
@@ -125,9 +125,12 @@ def build_stage(kind: str, choice: StageChoice, device: str):
 
 
 def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device: str = "cpu",
-                camera_moving: bool | None = None, timings: dict | None = None) -> tuple[dict, dict]:
+                camera_moving: bool | None = None, timings: dict | None = None,
+                shot: np.ndarray | None = None) -> tuple[dict, dict]:
     """Landmark track -> result arrays (all fields but ``meta_json``) and metadata: the stages after the
-    keypoints (separate so that tools can rerun them on cached landmarks)."""
+    keypoints (separate so that tools can rerun them on cached landmarks). ``shot`` (T,) numbers the
+    shots between cuts: the trajectory runs per shot, and the root's speed is capped within each."""
+    from . import segments
     from .result import assemble
     from .stages.records import Clip
 
@@ -141,9 +144,15 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     timings["solve"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     proto.progress("trajectory", 0, 3, force=True)
-    traj = build_stage("trajectory", opts.trajectory, device)(track, motion, clip, stage_report(proto, "trajectory"))
+    traj = segments.trajectory_per_shot(build_stage("trajectory", opts.trajectory, device), track, motion, clip,
+                                        stage_report(proto, "trajectory"), np.zeros(len(track), np.int32)
+                                        if shot is None else shot)
     for choice in opts.refine:
         motion, traj = build_stage("refine", choice, device)(motion, traj, clip, stage_report(proto, "refine"))
+    traj.root_world, moved = segments.limit_speed(traj.root_world, clip.fps, shot)
+    if moved:
+        warn("root_speed_limited", f"The body's path moved faster than {segments.MAX_SPEED:g} m/s around "
+                                   f"{moved} frames; it was slowed there (usually a misdetection).")
     data = assemble(track, info, clip, motion, traj, video_path=opts.job.video, engine_version=__version__)
     proto.progress("trajectory", 3, 3)
     timings["trajectory"] = time.perf_counter() - t0
@@ -158,26 +167,35 @@ def _import_later_stages() -> None:
     from .geometry import rotations  # noqa: F401
 
 
-def detect(opts: RunOptions, info, proto: Protocol, warn, device: str):
+def detect(opts: RunOptions, info, proto: Protocol, warn, device: str, extras: dict | None = None):
     """Decode + keypoints over the clip (decoding runs in the reader's thread). Returns the landmark
-    track, the camera-motion verdict (None if not measured or unknown) and the reader's processed size."""
-    from . import video
+    track, the camera-motion verdict (None if not measured or unknown) and the reader's processed size.
+    ``extras`` (optional) receives ``signatures`` (engine.cuts, one per frame) and, from a keypoints
+    stage that tracks a person, ``tracking`` (its ``tracking_record()``: boxes, lost flags, events)."""
+    from . import cuts, video
     from .camera_motion import CameraMotionMeter
     from .pose import LandmarkBuffer
 
     job = opts.job
+    extras = {} if extras is None else extras
     reader = video.VideoReader(job.video, start_frame=job.start_frame, end_frame=job.end_frame,
                                fps=job.fps, max_side=job.max_side, on_warning=warn, info=info)
     buf = LandmarkBuffer()
+    sigs: list = []
     meter = CameraMotionMeter() if opts.camera.mode == "auto" else None
     with build_stage("keypoints", opts.keypoints, device) as keypoints, reader:
         proto.progress("pose", 0, reader.expected_frames, force=True)
         for fr in reader:
             det = keypoints(fr.image)
             buf.append(fr.time, fr.index, det)
+            sigs.append(cuts.signature(fr.image))
             if meter is not None:
                 meter.update(fr.image, None if det is None else det.image[:, :2])
             proto.progress("pose", len(buf), reader.expected_frames)
+        record = getattr(keypoints, "tracking_record", None)
+        if record is not None:
+            extras["tracking"] = record()
+    extras["signatures"] = sigs
     return buf.track(), (meter.is_moving() if meter is not None else None), (reader.width, reader.height)
 
 
@@ -217,8 +235,12 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
         proto.warning(code, message)
 
     t0 = time.perf_counter()
-    track, moving, processed_size = detect(opts, info, proto, warn, opts.device)
+    extras: dict = {}
+    track, moving, processed_size = detect(opts, info, proto, warn, opts.device, extras=extras)
     timings["decode_pose"] = time.perf_counter() - t0
+    from . import segments
+
+    track, shots = segments.prepare(track, extras, output_fps(opts.job.fps, info.fps, track.times), warn)
     check_track(track, opts.job.video, warn)
     proto.progress("pose", len(track), len(track), force=True)
     warm.join()
@@ -228,7 +250,11 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     # each other as soon as another process holds a core (0.9 s became 18-30 s).
     torch.set_num_threads(1)
     device = resolve_device(opts.device)
-    data, meta = reconstruct(track, info, opts, proto, warn, device=device, camera_moving=moving, timings=timings)
+    data, meta = reconstruct(track, info, opts, proto, warn, device=device, camera_moving=moving, timings=timings,
+                             shot=shots["shot"])
+    data.update(segments.result_fields(shots, len(track), (info.display_width, info.display_height)))
+    meta["shots"] = {"cuts": [int(c) for c in shots["cuts"]], "fades": [list(map(int, f)) for f in shots["fades"]],
+                     "identity_jumps": shots.get("identity_jumps", [])}
 
     proto.progress("write", 0, 1, force=True)
     timings["total"] = time.perf_counter() - t_start

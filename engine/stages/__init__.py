@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 from ..errors import EngineError
 
 KINDS: tuple[str, ...] = ("keypoints", "body", "trajectory", "refine")
-DEFAULTS: dict[str, str] = {"keypoints": "blazepose", "body": "solve", "trajectory": "perspective"}
+DEFAULTS: dict[str, str] = {"keypoints": "blazepose_tracked", "body": "solve", "trajectory": "perspective"}
 
 Report = Callable[[int, int], None]
 """``report(i, n)``: step ``i`` of ``n`` done; raises Cancelled when a cancel was requested."""
@@ -154,4 +154,4 @@ def build(kind: str, name: str, device: str = "cpu", overrides: Mapping[str, Any
 
 
 # the built-in implementations register themselves on import (cheap: heavy imports are lazy)
-from . import body_solve, keypoints_blazepose, trajectory_perspective  # noqa: E402,F401
+from . import body_solve, keypoints_blazepose, keypoints_tracked, trajectory_perspective  # noqa: E402,F401
