@@ -149,6 +149,12 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
                                         if shot is None else shot)
     for choice in opts.refine:
         motion, traj = build_stage("refine", choice, device)(motion, traj, clip, stage_report(proto, "refine"))
+    suspect = [i["ground_suspect"] for i in traj.info.get("shots", [traj.info]) if i.get("ground_suspect")]
+    if suspect:
+        warn("floor_uncertain", f"The floor found under the feet was implausible ({suspect[0]}); it was put one "
+                                "leg length below the pelvis instead.")
+    traj.root_world, lifted = segments.floor_lift(motion, traj)
+    traj.info["floor_lift_max"] = round(lifted, 3)
     traj.root_world, moved = segments.limit_speed(traj.root_world, clip.fps, shot)
     if moved:
         warn("root_speed_limited", f"The body's path moved faster than {segments.MAX_SPEED:g} m/s around "

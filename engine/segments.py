@@ -180,3 +180,30 @@ def result_fields(shots: dict, T: int, image_size: tuple[int, int]) -> dict[str,
         W, H = image_size
         out["person_box"] = (np.asarray(shots["person_box"], np.float64).reshape(T, 4) * (W, H, W, H)).astype(np.float32)
     return out
+
+
+def floor_lift(motion, traj, tol: float = 0.03) -> tuple[np.ndarray, float]:
+    """(T, 3) root path raised where the body would sink more than ``tol`` below the floor (z = 0): the
+    foot points (engine.contacts: ankles and balls, at their flat-foot heights) and every other joint.
+    The lift is widened over a few frames and smoothed, so it never jerks. Also the largest lift (m)."""
+    from scipy.ndimage import maximum_filter1d, uniform_filter1d
+
+    from . import contacts as ct
+    from . import skeleton as sk
+
+    rotations = np.array(motion.rotations, np.float64)
+    rotations[:, 0] = traj.root_orient_world
+    root = np.asarray(traj.root_world, np.float64)
+    rest = np.asarray(motion.rest_offsets, np.float64)
+    _, joints = sk.forward_kinematics(rotations, root, rest)
+    joints = np.asarray(joints, np.float64)
+    idx = [sk.INDEX[n] for n in sk.CONTACT_JOINTS]
+    feet = joints[:, idx, 2] - ct.sole_heights(rest)[None]            # (T, C) height above the flat foot
+    low = np.minimum(feet.min(1), joints[..., 2].min(1))              # (T,)
+    lift = np.maximum(0.0, -low - tol)
+    if not lift.any():
+        return root, 0.0
+    lift = uniform_filter1d(maximum_filter1d(lift, 5, mode="nearest"), 5, mode="nearest")
+    out = root.copy()
+    out[:, 2] += lift
+    return out, float(lift.max())
