@@ -5,6 +5,7 @@ that never moves faster than a person can.
   landmarks, zero visibility), so every later stage fills them from the frames around them.
 - ``trajectory_per_shot``: the trajectory stage runs on each shot (between cuts) on its own; each shot
   gets its own world frame (origin below its first pelvis, its own camera), so no path joins two shots.
+- ``floor_lift``: no body more than 3 cm below the floor (z = 0): the root is raised where it would be.
 - ``limit_speed``: within a shot the root's speed is capped (``MAX_SPEED``, 12 m/s: faster than a
   sprinter) by the mean of a forward and a backward clamped pass; a jump the clamp has to spread out
   is moved symmetrically around where it happened (the mean of two paths whose steps are below the cap
@@ -18,6 +19,7 @@ import dataclasses
 import numpy as np
 
 MAX_SPEED = 12.0  # m/s
+LOW_COVERAGE = 0.5  # share of frames with a detection below which the result is flagged as untrustworthy
 
 
 def invalidate(track, lost: np.ndarray):
@@ -163,6 +165,10 @@ def prepare(track, extras: dict, fps: float, warn) -> tuple[object, dict]:
     lost = out["lost"] & track.valid
     track = invalidate(track, lost)
     rs = tk.ranges(out["lost"])
+    share = float(track.valid.mean()) if T else 0.0
+    if T >= 10 and share < LOW_COVERAGE:
+        warn("low_coverage", f"The person was found in only {share:.0%} of the frames: most of the motion is "
+                             "guessed; do not trust it (try --person, or a clip where the person is bigger).")
     if rs and rec is not None:
         n = int(sum(b - a + 1 for a, b in rs))
         warn("person_lost", f"The selected person was not found (or someone else was rejected) in {n} of {T} "
@@ -185,9 +191,8 @@ def result_fields(shots: dict, T: int, image_size: tuple[int, int]) -> dict[str,
 def floor_lift(motion, traj, tol: float = 0.03) -> tuple[np.ndarray, float]:
     """(T, 3) root path raised where the body would sink more than ``tol`` below the floor (z = 0): the
     foot points (engine.contacts: ankles and balls, at their flat-foot heights) and every other joint.
-    The lift is widened over a few frames and smoothed, so it never jerks. Also the largest lift (m)."""
-    from scipy.ndimage import maximum_filter1d, uniform_filter1d
-
+    The lift is per frame and exactly what is needed (a wider, smoothed lift would raise the frames
+    around a sinking one as well). Also the largest lift (m)."""
     from . import contacts as ct
     from . import skeleton as sk
 
@@ -203,7 +208,6 @@ def floor_lift(motion, traj, tol: float = 0.03) -> tuple[np.ndarray, float]:
     lift = np.maximum(0.0, -low - tol)
     if not lift.any():
         return root, 0.0
-    lift = uniform_filter1d(maximum_filter1d(lift, 5, mode="nearest"), 5, mode="nearest")
     out = root.copy()
     out[:, 2] += lift
     return out, float(lift.max())

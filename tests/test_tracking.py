@@ -324,3 +324,41 @@ def test_tracked_stage_reselects_after_a_cut(tracked):
     assert rec["cuts"] == [6]
     assert not rec["lost"].any()
     assert dets[-1].image[:, 0].min() * 400 > 240
+
+
+def test_low_coverage_is_said():
+    valid = np.zeros(20, bool)
+    valid[:4] = True
+    warnings = []
+    segments.prepare(make_track(20, valid), {}, 10.0, lambda c, m: warnings.append(c))
+    assert "low_coverage" in warnings
+    warnings.clear()
+    segments.prepare(make_track(20), {}, 10.0, lambda c, m: warnings.append(c))
+    assert warnings == []
+
+
+def test_floor_lift_keeps_the_body_above_the_floor():
+    from engine import skeleton as sk
+    from engine.stages.records import Trajectory
+
+    T = 40
+    rest = sk.DEFAULT_REST_OFFSETS
+    rot = np.repeat(np.eye(3)[None, None], T, 0).repeat(sk.J, 1)        # rest pose (T-pose) every frame
+    _, j0 = sk.forward_kinematics(rot[:1], np.zeros((1, 3)), rest)
+    stand = -j0[0, :, 2].min()                                         # root height with the lowest joint at 0
+    root = np.zeros((T, 3))
+    root[:, 2] = stand
+    root[15:25, 2] -= 0.2                                              # sinks 20 cm for ten frames
+
+    class M:
+        rotations, rest_offsets = rot, rest
+
+    traj = Trajectory(root_world=root, root_orient_world=rot[:, 0], camera_extrinsics=np.repeat(np.eye(4)[None], T, 0),
+                      camera_static=True)
+    out, lifted = segments.floor_lift(M, traj)
+    _, joints = sk.forward_kinematics(rot, out, rest)
+    assert joints[..., 2].min() >= -0.03 - 1e-6
+    assert 0.15 < lifted < 0.2
+    np.testing.assert_allclose(out[:10], root[:10])                    # untouched where nothing sank
+    # the sunk frames are raised to 3 cm under the floor, the others untouched: no step beyond that
+    assert np.abs(np.diff(out[:, 2])).max() < 0.035
