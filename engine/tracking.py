@@ -4,8 +4,8 @@ Pure numpy (the detector that feeds it is ``engine/stages/keypoints_tracked.py``
 ``(cx, cy, w, h)`` in pixels of the processed frame; landmarks are the track's normalised ``(33, 2|3)``.
 
 Identity jumps: a new detection is not the tracked person when, against the box predicted from the
-previous frames, its centre moved more than ``JumpTest.position`` torso lengths per frame, its torso
-length changed by more than ``JumpTest.scale`` (ratio), or its clothing colour (an HS histogram of the
+previous frames, its centre moved more than ``JumpTest.position`` person sizes per frame (``person_size``:
+the torso length, at least 0.3 of the box), its size changed by more than ``JumpTest.scale`` (ratio), or its clothing colour (an HS histogram of the
 torso) is too far from the person's (Bhattacharyya distance above ``JumpTest.appearance``; above
 ``JumpTest.appearance_soft`` together with a large move).
 """
@@ -68,6 +68,12 @@ def torso_length(image: np.ndarray, width: int, height: int) -> float:
     """Pixels from the shoulders' midpoint to the hips' midpoint (a pose-stable size of the person)."""
     xy = np.asarray(image, np.float64)[:, :2] * (width, height)
     return float(np.linalg.norm(xy[list(SHOULDERS)].mean(0) - xy[list(HIPS)].mean(0)))
+
+
+def person_size(torso: float, box: np.ndarray) -> float:
+    """A size that changes little with the pose: the torso length, but at least 0.3 of the box's longer
+    side (a torso bent towards the camera looks short)."""
+    return float(max(torso, 0.3 * max(box[2], box[3])))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -169,9 +175,10 @@ def hist_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
 @dataclass(frozen=True)
 class JumpTest:
     position: float = 1.2        # torso lengths the centre may move per frame beyond the prediction
-    scale: float = 1.6           # largest torso-length ratio between frames
+    scale: float = 1.8           # largest size ratio between frames
     appearance: float = 0.6      # Bhattacharyya distance that alone says: someone else
     appearance_soft: float = 0.4  # ... that together with half the position limit says so
+    appearance_move: float = 0.25  # share of the position limit a move must exceed for colour to count
 
 
 def identity_jump(pred: np.ndarray, pred_torso: float, box: np.ndarray, torso: float, appearance: float,
@@ -182,12 +189,15 @@ def identity_jump(pred: np.ndarray, pred_torso: float, box: np.ndarray, torso: f
     move = float(np.hypot(*(np.asarray(box[:2]) - pred[:2]))) / ref
     allowed = test.position * (1.0 + 0.5 * (max(frames, 1) - 1))
     if move > allowed:
-        return f"position (moved {move:.1f} torso lengths)"
+        return f"position (moved {move:.1f} sizes)"
     ratio = max(torso, 1.0) / ref
     limit = test.scale ** max(1.0, np.sqrt(frames))
     if ratio > limit or ratio < 1.0 / limit:
         return f"scale (x{ratio:.2f})"
-    if appearance > test.appearance or (appearance > test.appearance_soft and move > 0.5 * allowed):
+    # colour alone does not overrule a detection exactly where the person should be (lighting, a first
+    # reference taken from a poor detection); with some move it does
+    if (appearance > test.appearance and move > test.appearance_move * allowed) or \
+            (appearance > test.appearance_soft and move > 0.5 * allowed):
         return f"appearance (distance {appearance:.2f})"
     return None
 

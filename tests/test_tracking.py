@@ -49,7 +49,10 @@ def test_identity_jump_cues():
     # the same move is allowed after many missed frames
     assert tracking.identity_jump(pred, 50.0, far, 50.0, 0.05, frames=8) is None
     assert tracking.identity_jump(pred, 50.0, same, 110.0, 0.05).startswith("scale")
-    assert tracking.identity_jump(pred, 50.0, same, 50.0, 0.8).startswith("appearance")
+    near = np.array([130.0, 104.0, 52.0, 148.0])   # 0.6 torso lengths off
+    assert tracking.identity_jump(pred, 50.0, near, 50.0, 0.8).startswith("appearance")
+    # exactly where the person should be, colour alone does not reject (lighting, a poor first reference)
+    assert tracking.identity_jump(pred, 50.0, np.array([104.0, 102.0, 50.0, 150.0]), 50.0, 0.8) is None
     # a moderately different colour alone is tolerated (lighting), not with a large move
     assert tracking.identity_jump(pred, 50.0, same, 50.0, 0.45) is None
     half = np.array([140.0, 100.0, 50.0, 150.0])

@@ -11,7 +11,8 @@
   mediapipe scales like x, rescaled too; world landmarks are metric and hip-centred, unchanged).
 - **Identity jumps**: a detection whose position, torso size or clothing colour cannot be the tracked
   person's (engine/tracking.py ``identity_jump``) is rejected; the frame is lost, and the person is
-  searched for again (in the whole frame: every ``reacquire_every`` frames, less often after a second)
+  searched for again (every frame around where they should be, one BlazePose call on a wider crop; in
+  the whole frame every ``reacquire_every`` frames, less often after a second)
   and taken back only when a candidate passes the same test. A hard cut (engine/cuts.py) drops the
   person and applies the selection rule to the new shot.
 
@@ -40,11 +41,15 @@ class TrackedConfig:
     min_crop: int = 96                 # pixels
     recentre: float = 0.12             # move the crop when the box centre is this far off (fraction of the side)
     min_torso_visibility: float = 0.4  # mean visibility of shoulders and hips for a usable detection
-    reacquire_every: int = 3           # frames between whole-frame searches while lost (first second)
-    reacquire_every_late: int = 12     # ... after a second lost
+    reacquire_every: int = 6           # frames between whole-frame searches while lost (first second)
+    reacquire_every_late: int = 24     # ... after a second lost
+    mask_outside: float = 1.3          # grey out the crop beyond this many times the predicted box (0: off):
+                                       # a tall person's crop holds the people beside them, and BlazePose's
+                                       # detector would pick the most prominent one
+    local_search: float = 2.5          # while lost, each frame: a crop this many box sides wide around the prediction
     tile_sizes: tuple = (1.0, 0.6)     # square tiles, side as a fraction of the frame's shorter side
     position_tol: float = 1.2          # identity test, torso lengths per frame (engine/tracking.py JumpTest)
-    scale_tol: float = 1.6
+    scale_tol: float = 1.8
     appearance_tol: float = 0.6
 
 
@@ -76,6 +81,18 @@ def cut_region(rgb: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
     return out
 
 
+def mask_outside(img: np.ndarray, box: np.ndarray, x0: int, y0: int, factor: float) -> None:
+    """Grey out (in place) the part of a crop at (x0, y0) outside ``box`` (cx, cy, w, h) grown by ``factor``."""
+    h, w = img.shape[:2]
+    bx0 = int(round(box[0] - factor * box[2] / 2)) - x0
+    bx1 = int(round(box[0] + factor * box[2] / 2)) - x0
+    by0 = int(round(box[1] - factor * box[3] / 2)) - y0
+    by1 = int(round(box[1] + factor * box[3] / 2)) - y0
+    keep = img[max(0, by0):max(0, by1), max(0, bx0):max(0, bx1)].copy()
+    img[:] = 114
+    img[max(0, by0):max(0, by1), max(0, bx0):max(0, bx1)] = keep
+
+
 def to_frame(det, x0: float, y0: float, w: float, h: float, width: int, height: int):
     """A detection made on a region -> the same detection in the full frame's normalised coordinates."""
     from ..pose import Detection
@@ -105,8 +122,9 @@ class TrackedBlazePose:
         self._search_pose = BlazePose(static_image_mode=True, smooth_landmarks=False, **kw)
         self.i = -1
         self.pred = None            # tracking.BoxPredictor of the person (None: nobody chosen)
-        self.torso = 0.0            # pixels, smoothed torso length
+        self.torso = 0.0            # pixels, smoothed person size (tracking.person_size)
         self.ref_hist = None        # clothing colour
+        self._n_ref = 0
         self.crop: tuple[float, float, float] | None = None  # centre x, y, side
         self._prev_sig = None
         self.boxes: list[np.ndarray] = []
@@ -140,6 +158,8 @@ class TrackedBlazePose:
             self._forget()
         self._prev_sig = sig
         det = self._track(rgb) if self.pred is not None else None
+        if det is None and self.pred is not None and self.cfg.local_search > 0:
+            det = self._acquire(rgb, local=True)
         if det is None and self._search_due():
             det = self._acquire(rgb)
         if det is None and self.pred is not None:
@@ -172,21 +192,29 @@ class TrackedBlazePose:
         H, W = rgb.shape[:2]
         if float(np.mean(det.visibility[list(TORSO)])) < self.cfg.min_torso_visibility:
             return None
-        box = tk.landmark_box(det.image, det.visibility, W, H)
-        return box, tk.torso_length(det.image, W, H), tk.torso_histogram(rgb, det.image)
+        # the box around all 33 landmarks (hidden ones are predicted): its centre does not jump when the
+        # legs go out of sight behind a cart, as a box around the visible points would
+        box = tk.landmark_box(det.image, det.visibility, W, H, min_visibility=0.0)
+        return box, tk.person_size(tk.torso_length(det.image, W, H), box), tk.torso_histogram(rgb, det.image)
 
-    def _accept(self, det, box, torso, hist, fresh: bool):
+    def _accept(self, det, box, torso, hist, fresh: bool, new_person: bool = False):
+        """Take ``det`` as the person's: ``fresh`` restarts the motion model (after a search);
+        ``new_person`` also restarts the clothing colour, which otherwise is a running mean (equal
+        weights over the first 10 detections, then 10 % per frame)."""
         from ..tracking import BoxPredictor
 
         if fresh or self.pred is None:
             self.pred = BoxPredictor(box)
             self.torso = torso
-            self.ref_hist = hist
         else:
             self.pred.update(box)
             self.torso = 0.8 * self.torso + 0.2 * torso
-            if hist is not None:
-                self.ref_hist = hist if self.ref_hist is None else 0.9 * self.ref_hist + 0.1 * hist
+        if new_person or self.ref_hist is None:
+            self.ref_hist, self._n_ref = hist, int(hist is not None)
+        elif hist is not None:
+            self._n_ref += 1
+            a = max(0.1, 1.0 / self._n_ref)
+            self.ref_hist = (1 - a) * self.ref_hist + a * hist
         return det
 
     def _crop_for(self, p: np.ndarray) -> tuple[int, int, int]:
@@ -204,7 +232,10 @@ class TrackedBlazePose:
         H, W = rgb.shape[:2]
         p = self.pred.predict()
         x0, y0, s = self._crop_for(p)
-        raw = self._crop_pose(cut_region(rgb, x0, y0, s, s))
+        img = cut_region(rgb, x0, y0, s, s)
+        if self.cfg.mask_outside > 0:
+            mask_outside(img, p, x0, y0, self.cfg.mask_outside)
+        raw = self._crop_pose(img)
         if raw is None:
             return None
         det = to_frame(raw, x0, y0, s, s, W, H)
@@ -221,13 +252,13 @@ class TrackedBlazePose:
             return None
         return self._accept(det, box, torso, hist, fresh=False)
 
-    def search(self, rgb: np.ndarray) -> list[tuple]:
-        """Every person found in the frame: (detection, box, torso, hist), duplicates merged."""
+    def search(self, rgb: np.ndarray, regions: list | None = None) -> list[tuple]:
+        """Every person found in the frame (or in ``regions``): (detection, box, size, hist), duplicates merged."""
         from .. import tracking as tk
 
         H, W = rgb.shape[:2]
         found, scores = [], []
-        for x0, y0, w, h in tiles(W, H, tuple(self.cfg.tile_sizes), self.cfg.min_crop):
+        for x0, y0, w, h in regions or tiles(W, H, tuple(self.cfg.tile_sizes), self.cfg.min_crop):
             raw = self._search_pose(cut_region(rgb, x0, y0, w, h))
             if raw is None:
                 continue
@@ -240,31 +271,40 @@ class TrackedBlazePose:
         keep = tk.dedupe([f[1] for f in found], scores)
         return [found[k] for k in keep]
 
-    def _acquire(self, rgb: np.ndarray):
+    def _acquire(self, rgb: np.ndarray, local: bool = False):
         from .. import tracking as tk
 
         H, W = rgb.shape[:2]
-        cands = self.search(rgb)
-        self.acquisitions.append(self.i)
-        self._last_search = self.i
+        if local:
+            p = self.pred.predict()
+            side = int(round(max(self.cfg.local_search * max(p[2], p[3]), self.cfg.min_crop)))
+            cands = self.search(rgb, [(int(p[0] - side / 2), int(p[1] - side / 2), side, side)])
+        else:
+            cands = self.search(rgb)
+            self.acquisitions.append(self.i)
+            self._last_search = self.i
         if not cands:
             return None
-        if self.pred is None:   # a new choice: the user's rule
+        new = self.pred is None
+        if new:                 # a new choice: the user's rule
             k = tk.choose([c[1] for c in cands], self.choice, W, H)
         else:                   # taking the person back: only someone who passes the identity test
             p = self.pred.predict()
-            costs = []
+            costs, whys = [], []
             for det, box, torso, hist in cands:
                 app = tk.hist_distance(self.ref_hist, hist)
                 why = tk.identity_jump(p, self.torso, box, torso, app, frames=self.pred.missed + 1, test=self.test)
+                whys.append(why)
                 costs.append(np.inf if why else app + 0.1 * np.hypot(*(box[:2] - p[:2])) / max(self.torso, 1.0))
             k = int(np.argmin(costs)) if np.isfinite(min(costs)) else None
+            if k is None and (not self.events or self.events[-1]["frame"] != self.i):
+                self.events.append({"frame": self.i, "kind": "identity_jump", "why": whys[0]})
         if k is None:
             return None
         det, box, torso, hist = cands[k]
         self._crop_pose.reset()
         self.crop = None
-        return self._accept(det, box, torso, hist, fresh=True)
+        return self._accept(det, box, torso, hist, fresh=True, new_person=new)
 
     def _confirm_point(self, rgb: np.ndarray, det):
         """On the user's frame: make sure the tracked person is the one at the point; switch if not and
@@ -286,7 +326,7 @@ class TrackedBlazePose:
         self.boxes[:] = [np.full(4, np.nan)] * len(self.boxes)
         self._crop_pose.reset()
         self.crop = None
-        return self._accept(cdet, box, torso, hist, fresh=True)
+        return self._accept(cdet, box, torso, hist, fresh=True, new_person=True)
 
     # ---- after the loop ---------------------------------------------------------------------------
     def tracking_record(self) -> dict:
