@@ -103,12 +103,20 @@ def choose(boxes: list[np.ndarray], choice: PersonChoice, width: int, height: in
     raise ValueError(f"unknown person mode {choice.mode!r}: use largest, central or point")
 
 
-def dedupe(boxes: list[np.ndarray], scores: list[float], iou: float = 0.35) -> list[int]:
-    """Indices of the boxes kept after non-maximum suppression (highest score first)."""
+def box_cover(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the smaller box inside the other (1: one holds the other, e.g. half a person from a tile)."""
+    iw = max(0.0, min(a[0] + a[2] / 2, b[0] + b[2] / 2) - max(a[0] - a[2] / 2, b[0] - b[2] / 2))
+    ih = max(0.0, min(a[1] + a[3] / 2, b[1] + b[3] / 2) - max(a[1] - a[3] / 2, b[1] - b[3] / 2))
+    return float(iw * ih / max(min(a[2] * a[3], b[2] * b[3]), 1e-9))
+
+
+def dedupe(boxes: list[np.ndarray], scores: list[float], iou: float = 0.35, cover: float = 0.7) -> list[int]:
+    """Indices of the boxes kept after non-maximum suppression (highest score first); a box mostly
+    inside a kept one (``cover``) is the same person seen in part."""
     order = np.argsort(-np.asarray(scores, np.float64))
     keep: list[int] = []
     for i in order:
-        if all(box_iou(boxes[i], boxes[k]) < iou for k in keep):
+        if all(box_iou(boxes[i], boxes[k]) < iou and box_cover(boxes[i], boxes[k]) < cover for k in keep):
             keep.append(int(i))
     return keep
 

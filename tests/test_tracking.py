@@ -365,3 +365,10 @@ def test_floor_lift_keeps_the_body_above_the_floor():
     np.testing.assert_allclose(out[:10], root[:10])                    # untouched where nothing sank
     # the sunk frames are raised to 3 cm under the floor, the others untouched: no step beyond that
     assert np.abs(np.diff(out[:, 2])).max() < 0.035
+
+
+def test_dedupe_merges_a_part_of_the_same_person():
+    full = np.array([100.0, 100.0, 40.0, 120.0])
+    upper = np.array([100.0, 70.0, 40.0, 60.0])      # a tile saw only the upper half
+    other = np.array([300.0, 100.0, 40.0, 120.0])
+    assert tracking.dedupe([upper, full, other], [0.9, 0.8, 0.7]) == [0, 2]

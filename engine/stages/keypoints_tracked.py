@@ -43,9 +43,10 @@ class TrackedConfig:
     min_torso_visibility: float = 0.4  # mean visibility of shoulders and hips for a usable detection
     reacquire_every: int = 6           # frames between whole-frame searches while lost (first second)
     reacquire_every_late: int = 24     # ... after a second lost
-    mask_outside: float = 1.3          # grey out the crop beyond this many times the predicted box (0: off):
-                                       # a tall person's crop holds the people beside them, and BlazePose's
-                                       # detector would pick the most prominent one
+    mask_outside: float = 1.3          # when the last whole-frame search found other people: grey out the crop
+                                       # beyond this many times the predicted box (0: never). A tall person's
+                                       # crop holds the people beside them, and BlazePose's detector would pick
+                                       # the most prominent one; alone, the mask would only cut off limbs
     local_search: float = 2.5          # while lost, each frame: a crop this many box sides wide around the prediction
     tile_sizes: tuple = (1.0, 0.6)     # square tiles, side as a fraction of the frame's shorter side
     position_tol: float = 1.2          # identity test, torso lengths per frame (engine/tracking.py JumpTest)
@@ -125,6 +126,7 @@ class TrackedBlazePose:
         self.torso = 0.0            # pixels, smoothed person size (tracking.person_size)
         self.ref_hist = None        # clothing colour
         self._n_ref = 0
+        self._others = 0            # other people seen in the last whole-frame search
         self.crop: tuple[float, float, float] | None = None  # centre x, y, side
         self._prev_sig = None
         self.boxes: list[np.ndarray] = []
@@ -233,7 +235,7 @@ class TrackedBlazePose:
         p = self.pred.predict()
         x0, y0, s = self._crop_for(p)
         img = cut_region(rgb, x0, y0, s, s)
-        if self.cfg.mask_outside > 0:
+        if self.cfg.mask_outside > 0 and self._others:
             mask_outside(img, p, x0, y0, self.cfg.mask_outside)
         raw = self._crop_pose(img)
         if raw is None:
@@ -243,7 +245,9 @@ class TrackedBlazePose:
         if m is None:
             return None
         box, torso, hist = m
-        why = tk.identity_jump(p, self.torso, box, torso, tk.hist_distance(self.ref_hist, hist),
+        # the colour reference of a person just chosen comes from one detection: not trusted for 3 frames
+        app = tk.hist_distance(self.ref_hist, hist) if self._n_ref >= 3 else 0.0
+        why = tk.identity_jump(p, self.torso, box, torso, app,
                                frames=self.pred.missed + 1, test=self.test)
         if why:
             self.events.append({"frame": self.i, "kind": "identity_jump", "why": why})
@@ -283,6 +287,7 @@ class TrackedBlazePose:
             cands = self.search(rgb)
             self.acquisitions.append(self.i)
             self._last_search = self.i
+            self._others = max(0, len(cands) - 1)
         if not cands:
             return None
         new = self.pred is None
