@@ -43,10 +43,14 @@ class TrackedConfig:
     min_torso_visibility: float = 0.4  # mean visibility of shoulders and hips for a usable detection
     reacquire_every: int = 6           # frames between whole-frame searches while lost (first second)
     reacquire_every_late: int = 24     # ... after a second lost
-    mask_outside: float = 1.3          # when the last whole-frame search found other people: grey out the crop
+    mask_outside: float = 0.0          # when the last whole-frame search found other people: grey out the crop
                                        # beyond this many times the predicted box (0: never). A tall person's
                                        # crop holds the people beside them, and BlazePose's detector would pick
-                                       # the most prominent one; alone, the mask would only cut off limbs
+                                       # the most prominent one; alone, a tight mask would only cut off limbs
+    mask_outside_alone: float = 0.0    # the same when the search saw nobody else (0: no mask)
+    # Both off by default: on the dev set a 1.3-1.6 mask cost 20-80 mm PA-MPJPE on clips 00 and 04 (a
+    # tile's false second person turned it on); without it, a neighbour the crop tracker drifts to is
+    # rejected by the identity test and the person taken back by the local search (slower, as right).
     local_search: float = 2.5          # while lost, each frame: a crop this many box sides wide around the prediction
     tile_sizes: tuple = (1.0, 0.6)     # square tiles, side as a fraction of the frame's shorter side
     position_tol: float = 1.2          # identity test, torso lengths per frame (engine/tracking.py JumpTest)
@@ -235,8 +239,9 @@ class TrackedBlazePose:
         p = self.pred.predict()
         x0, y0, s = self._crop_for(p)
         img = cut_region(rgb, x0, y0, s, s)
-        if self.cfg.mask_outside > 0 and self._others:
-            mask_outside(img, p, x0, y0, self.cfg.mask_outside)
+        factor = self.cfg.mask_outside if self._others else self.cfg.mask_outside_alone
+        if factor > 0:
+            mask_outside(img, p, x0, y0, factor)
         raw = self._crop_pose(img)
         if raw is None:
             return None
