@@ -372,3 +372,28 @@ def test_dedupe_merges_a_part_of_the_same_person():
     upper = np.array([100.0, 70.0, 40.0, 60.0])      # a tile saw only the upper half
     other = np.array([300.0, 100.0, 40.0, 120.0])
     assert tracking.dedupe([upper, full, other], [0.9, 0.8, 0.7]) == [0, 2]
+
+
+def test_tiles_cover_the_frame_and_regions_map_back():
+    from engine.stages.keypoints_tracked import cut_region, mask_outside, tiles, to_frame
+
+    W, H = 1280, 360
+    ts = tiles(W, H)
+    assert ts[0] == (0, 0, W, H)
+    cover = np.zeros((H, W), bool)
+    for x, y, w, h in ts[1:]:
+        assert w == h and 0 <= x and x + w <= W and 0 <= y and y + h <= H
+        cover[y:y + h, x:x + w] = True
+    assert cover.all()
+    # a region reaching outside the frame is padded; a detection in it maps back to frame coordinates
+    rgb = np.zeros((H, W, 3), np.uint8)
+    rgb[100:200, 1200:1260] = 255
+    reg = cut_region(rgb, 1150, 50, 200, 200)
+    assert reg.shape == (200, 200, 3) and reg[50:150, 50:110].all() and not reg[:, 130:].any()
+    det = Detection(image=np.tile(np.array([[0.25, 0.5, 0.1]], np.float32), (33, 1)),
+                    world=np.zeros((33, 3), np.float32), visibility=np.ones(33, np.float32))
+    full = to_frame(det, 1150, 50, 200, 200, W, H)
+    np.testing.assert_allclose(full.image[0], [(1150 + 50) / W, (50 + 100) / H, 0.1 * 200 / W], rtol=1e-6)
+    img = np.full((100, 100, 3), 200, np.uint8)
+    mask_outside(img, np.array([60.0, 60.0, 20.0, 40.0]), 10, 10, 1.5)   # box (60,60) in frame = (50,50) in crop
+    assert (img[50, 50] == 200).all() and (img[5, 5] == 114).all() and (img[50, 90] == 114).all()
