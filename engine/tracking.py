@@ -28,7 +28,8 @@ HIPS = (LM["left_hip"], LM["right_hip"])
 @dataclass(frozen=True)
 class PersonChoice:
     """``largest`` (tallest box), ``central`` (nearest the frame's centre) or ``point`` (the person whose
-    box is nearest ``(x, y)`` pixels of the displayed frame on output frame ``frame``)."""
+    box is nearest ``(x, y)`` pixels of the displayed frame on output frame ``frame``; nobody when no box
+    is within half a person's height of the point: the frames stay lost until the person is found)."""
 
     mode: str = "largest"
     x: float = 0.0
@@ -99,7 +100,9 @@ def choose(boxes: list[np.ndarray], choice: PersonChoice, width: int, height: in
         edge = np.hypot(np.maximum(np.abs(B[:, 0] - choice.x) - B[:, 2] / 2, 0.0),
                         np.maximum(np.abs(B[:, 1] - choice.y) - B[:, 3] / 2, 0.0))
         centre = np.hypot(B[:, 0] - choice.x, B[:, 1] - choice.y) / np.maximum(B[:, 3], 1.0)
-        return int(np.argmin(edge * 1000.0 + centre))
+        k = int(np.argmin(edge * 1000.0 + centre))
+        # nobody at the point (not found in this frame): choose no one rather than someone else
+        return k if edge[k] <= max(0.5 * B[k, 3], 30.0) else None
     raise ValueError(f"unknown person mode {choice.mode!r}: use largest, central or point")
 
 

@@ -35,8 +35,9 @@ def test_choose_rules():
     assert tracking.choose(boxes, tracking.PersonChoice("largest"), W, H) == 2
     assert tracking.choose(boxes, tracking.PersonChoice("central"), W, H) == 1
     assert tracking.choose(boxes, tracking.PersonChoice("point", 110, 250), W, H) == 0
-    # a point outside every box: the nearest box
-    assert tracking.choose(boxes, tracking.PersonChoice("point", 600, 20), W, H) == 1
+    # a point just outside a box: that box; far from every box: nobody (not someone else)
+    assert tracking.choose(boxes, tracking.PersonChoice("point", 560, 200), W, H) == 1
+    assert tracking.choose(boxes, tracking.PersonChoice("point", 600, 20), W, H) is None
     assert tracking.choose([], tracking.PersonChoice("largest"), W, H) is None
 
 

@@ -280,6 +280,15 @@ class TrackedBlazePose:
         keep = tk.dedupe([f[1] for f in found], scores)
         return [found[k] for k in keep]
 
+    def _regions(self, W: int, H: int) -> list | None:
+        """For a point choice: the tiles plus squares centred on the user's point (three sizes), so the
+        person there is searched for in a region where they are the most prominent one."""
+        if self.choice.mode != "point":
+            return None
+        extra = [(int(self.choice.x - s / 2), int(self.choice.y - s / 2), s, s)
+                 for s in (int(min(W, H) * f) for f in (0.5, 0.75, 1.0)) if s >= self.cfg.min_crop]
+        return tiles(W, H, tuple(self.cfg.tile_sizes), self.cfg.min_crop) + extra
+
     def _acquire(self, rgb: np.ndarray, local: bool = False):
         from .. import tracking as tk
 
@@ -289,7 +298,7 @@ class TrackedBlazePose:
             side = int(round(max(self.cfg.local_search * max(p[2], p[3]), self.cfg.min_crop)))
             cands = self.search(rgb, [(int(p[0] - side / 2), int(p[1] - side / 2), side, side)])
         else:
-            cands = self.search(rgb)
+            cands = self.search(rgb, self._regions(W, H) if self.pred is None else None)
             self.acquisitions.append(self.i)
             self._last_search = self.i
             self._others = max(0, len(cands) - 1)
@@ -322,7 +331,7 @@ class TrackedBlazePose:
         from .. import tracking as tk
 
         H, W = rgb.shape[:2]
-        cands = self.search(rgb)
+        cands = self.search(rgb, self._regions(W, H))
         k = tk.choose([c[1] for c in cands], self.choice, W, H)
         if k is None:
             return det
