@@ -361,11 +361,12 @@ def test_floor_lift_keeps_the_body_above_the_floor():
                       camera_static=True)
     out, lifted = segments.floor_lift(M, traj)
     _, joints = sk.forward_kinematics(rot, out, rest)
-    assert joints[..., 2].min() >= -0.03 - 1e-6
-    assert 0.15 < lifted < 0.2
-    np.testing.assert_allclose(out[:10], root[:10])                    # untouched where nothing sank
-    # the sunk frames are raised to 3 cm under the floor, the others untouched: no step beyond that
-    assert np.abs(np.diff(out[:, 2])).max() < 0.035
+    assert joints[..., 2].min() >= -0.05 - 1e-6                        # at most a few cm below the floor
+    assert 0.15 < lifted < 0.21
+    np.testing.assert_allclose(out[:8], root[:8], atol=2e-3)            # (nearly) untouched away from it
+    np.testing.assert_allclose(out[32:], root[32:], atol=2e-3)
+    # the lift itself changes by a few cm a frame at most (it does not pass foot noise on as jitter)
+    assert np.abs(np.diff(out[:, 2] - root[:, 2])).max() < 0.06
 
 
 def test_dedupe_merges_a_part_of_the_same_person():
