@@ -41,10 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees")
     r.add_argument("--camera", choices=("auto", "static", "moving"), default="auto")
     r.add_argument("--max-side", type=int, default=1280, help="downscale frames whose longest side exceeds this")
-    r.add_argument("--keypoints", default="blazepose_tracked", help="keypoints stage (see: check --json)")
+    r.add_argument("--keypoints", default=None,
+                   help="keypoints stage (see: check --json); default blazepose, or blazepose_tracked with --person")
     r.add_argument("--person", default=None, metavar="largest|central|X,Y@FRAME",
-                   help="whom to follow (keypoints stage 'blazepose_tracked'): the largest person (default), the "
-                        "most central, or the one nearest pixel X,Y on output frame FRAME")
+                   help="follow one person (keypoints stage 'blazepose_tracked', chosen by this option): the "
+                        "largest, the most central, or the one nearest pixel X,Y on output frame FRAME")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
     r.add_argument("--trajectory", default="perspective", help="trajectory stage (see: check --json)")
     r.add_argument("--refine", action="append", default=[], metavar="NAME",
@@ -78,7 +79,8 @@ def run_options(args: argparse.Namespace):
                 fps=args.fps, max_side=args.max_side),
         camera=CameraHints(mode=args.camera, focal=args.focal, fov=args.fov),
         device=args.device,
-        keypoints=choice("keypoints", args.keypoints, person=args.person),
+        keypoints=choice("keypoints", args.keypoints or ("blazepose_tracked" if args.person else
+                                                         stages.DEFAULTS["keypoints"]), person=args.person),
         body=choice("body", args.body, iterations=args.iterations, smoothing=args.smoothing),
         trajectory=choice("trajectory", args.trajectory, smoothing=args.smoothing),
         refine=tuple(choice("refine", n) for n in args.refine),

@@ -60,7 +60,7 @@ class RunOptions:
     job: Job
     camera: CameraHints = CameraHints()
     device: str = "auto"             # auto | cpu | cuda
-    keypoints: StageChoice = StageChoice("blazepose_tracked")
+    keypoints: StageChoice = StageChoice("blazepose")
     body: StageChoice = StageChoice("solve")
     trajectory: StageChoice = StageChoice("perspective")
     refine: tuple[StageChoice, ...] = ()

@@ -399,3 +399,18 @@ def test_tiles_cover_the_frame_and_regions_map_back():
     img = np.full((100, 100, 3), 200, np.uint8)
     mask_outside(img, np.array([60.0, 60.0, 20.0, 40.0]), 10, 10, 1.5)   # box (60,60) in frame = (50,50) in crop
     assert (img[50, 50] == 200).all() and (img[5, 5] == 114).all() and (img[50, 90] == 114).all()
+
+
+def test_cli_person_option_selects_the_tracked_stage():
+    from engine import cli
+
+    def opts(*argv):
+        return cli.run_options(cli.build_parser().parse_args(["run", "v.mp4", "--out", "r.npz", *argv]))
+
+    assert opts().keypoints.name == "blazepose"
+    o = opts("--person", "320,180@4")
+    assert o.keypoints.name == "blazepose_tracked" and o.keypoints.options == {"person": "320,180@4"}
+    assert opts("--keypoints", "blazepose_tracked").keypoints.options == {}
+    with pytest.raises(EngineError) as e:
+        opts("--keypoints", "blazepose", "--person", "largest")
+    assert e.value.code == "usage"
