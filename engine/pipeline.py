@@ -189,7 +189,13 @@ def detect(opts: RunOptions, info, proto: Protocol, warn, device: str, extras: d
     buf = LandmarkBuffer()
     sigs: list = []
     meter = CameraMotionMeter() if opts.camera.mode == "auto" else None
-    with build_stage("keypoints", opts.keypoints, device) as keypoints, reader:
+    choice = opts.keypoints
+    if isinstance(choice.options.get("person"), str) and info.display_width and info.display_height:
+        from .tracking import scale_person  # a point is given in displayed pixels; frames come processed
+
+        choice = StageChoice(choice.name, {**choice.options, "person": scale_person(
+            choice.options["person"], reader.width / info.display_width, reader.height / info.display_height)})
+    with build_stage("keypoints", choice, device) as keypoints, reader:
         proto.progress("pose", 0, reader.expected_frames, force=True)
         for fr in reader:
             det = keypoints(fr.image)

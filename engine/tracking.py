@@ -53,6 +53,15 @@ def parse_person(text: str) -> PersonChoice:
     return PersonChoice("point", float(m.group(1)), float(m.group(2)), int(m.group(3) or 0))
 
 
+def scale_person(text: str, sx: float, sy: float) -> str:
+    """The ``--person`` text with a point given in displayed-frame pixels scaled to processed-frame
+    pixels (the video is decoded smaller than displayed when it exceeds ``--max-side``)."""
+    c = parse_person(text)
+    if c.mode != "point" or (sx == 1.0 and sy == 1.0):
+        return text
+    return f"{c.x * sx:.2f},{c.y * sy:.2f}@{c.frame}"
+
+
 # ---- boxes ----------------------------------------------------------------------------------------
 def landmark_box(image: np.ndarray, visibility: np.ndarray, width: int, height: int,
                  min_visibility: float = 0.3) -> np.ndarray:

@@ -414,3 +414,9 @@ def test_cli_person_option_selects_the_tracked_stage():
     with pytest.raises(EngineError) as e:
         opts("--keypoints", "blazepose", "--person", "largest")
     assert e.value.code == "usage"
+
+
+def test_person_point_is_scaled_to_the_processed_frame():
+    assert tracking.scale_person("largest", 0.5, 0.5) == "largest"
+    p = tracking.parse_person(tracking.scale_person("880,1000@3", 720 / 1080, 1280 / 1920))
+    assert (round(p.x), round(p.y), p.frame) == (587, 667, 3)
