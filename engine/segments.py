@@ -5,7 +5,8 @@ that never moves faster than a person can.
   landmarks, zero visibility), so every later stage fills them from the frames around them.
 - ``trajectory_per_shot``: the trajectory stage runs on each shot (between cuts) on its own; each shot
   gets its own world frame (origin below its first pelvis, its own camera), so no path joins two shots.
-- ``floor_lift``: no body more than 5 cm below the floor (z = 0): the root is raised (smoothly) where it would be.
+- ``floor_lift``: no body more than 5 cm below the floor (z = 0): the root raised (smoothly) where it would
+  be. Not applied by the pipeline: it made dev-set WA-MPJPE100 worse (docs/benchmarks.md).
 - ``limit_speed``: within a shot the root's speed is capped (``MAX_SPEED``, 12 m/s: faster than a
   sprinter) by the mean of a forward and a backward clamped pass; a jump the clamp has to spread out
   is moved symmetrically around where it happened (the mean of two paths whose steps are below the cap
