@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fov", type=float, default=None, help="horizontal field of view in degrees")
     r.add_argument("--camera", choices=("auto", "static", "moving"), default="auto")
     r.add_argument("--max-side", type=int, default=1280, help="downscale frames whose longest side exceeds this")
-    r.add_argument("--keypoints", default="blazepose", help="keypoints stage (see: check --json)")
+    r.add_argument("--keypoints", default=None,
+                   help="keypoints stage (see: check --json); default blazepose, or blazepose_tracked with --person")
+    r.add_argument("--person", default=None, metavar="largest|central|X,Y@FRAME",
+                   help="follow one person (keypoints stage 'blazepose_tracked', chosen by this option): the "
+                        "largest, the most central, or the one nearest pixel X,Y on output frame FRAME")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
     r.add_argument("--trajectory", default="perspective", help="trajectory stage (see: check --json)")
     r.add_argument("--refine", action="append", default=None, metavar="NAME",
@@ -71,6 +75,8 @@ def run_options(args: argparse.Namespace):
         given = {k: v for k, v in options.items() if v is not None}
         if "iterations" in given and "iterations" not in fields:
             raise EngineError("usage", f"--iterations applies to the body stage 'solve', not {name!r}.")
+        if "person" in given and "person" not in fields:
+            raise EngineError("usage", f"--person applies to the keypoints stage 'blazepose_tracked', not {name!r}.")
         return StageChoice(name, {k: v for k, v in given.items() if k in fields})
 
     return RunOptions(
@@ -78,7 +84,8 @@ def run_options(args: argparse.Namespace):
                 fps=args.fps, max_side=args.max_side),
         camera=CameraHints(mode=args.camera, focal=args.focal, fov=args.fov),
         device=args.device,
-        keypoints=choice("keypoints", args.keypoints),
+        keypoints=choice("keypoints", args.keypoints or ("blazepose_tracked" if args.person else
+                                                         stages.DEFAULTS["keypoints"]), person=args.person),
         body=choice("body", args.body, iterations=args.iterations, smoothing=args.smoothing),
         trajectory=choice("trajectory", args.trajectory, smoothing=args.smoothing),
         refine=tuple(choice("refine", n) for n in (args.refine or list(DEFAULT_REFINE)) if n != "none"),

@@ -113,10 +113,12 @@ def build_stage(kind: str, choice: StageChoice, device: str):
 
 
 def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device: str = "cpu",
-                camera_moving: bool | None = None, camera_tracker=None, timings: dict | None = None
-                ) -> tuple[dict, dict]:
+                camera_moving: bool | None = None, camera_tracker=None, timings: dict | None = None,
+                shot: np.ndarray | None = None) -> tuple[dict, dict]:
     """Landmark track -> result arrays (all fields but ``meta_json``) and metadata: the stages after the
-    keypoints (separate so that tools can rerun them on cached landmarks)."""
+    keypoints (separate so that tools can rerun them on cached landmarks). ``shot`` (T,) numbers the
+    shots between cuts: the trajectory runs per shot, and the root's speed is capped within each."""
+    from . import segments
     from .result import assemble
     from .stages.records import Clip
 
@@ -131,9 +133,21 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     timings["solve"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     proto.progress("trajectory", 0, 3, force=True)
-    traj = build_stage("trajectory", opts.trajectory, device)(track, motion, clip, stage_report(proto, "trajectory"))
+    traj = segments.trajectory_per_shot(build_stage("trajectory", opts.trajectory, device), track, motion, clip,
+                                        stage_report(proto, "trajectory"), np.zeros(len(track), np.int32)
+                                        if shot is None else shot)
     for choice in opts.refine:
         motion, traj = build_stage("refine", choice, device)(motion, traj, clip, stage_report(proto, "refine"))
+    suspect = [i["ground_suspect"] for i in traj.info.get("shots", [traj.info]) if i.get("ground_suspect")]
+    if suspect:
+        warn("floor_uncertain", f"The floor found under the feet was implausible ({suspect[0]}); it was put one "
+                                "leg length below the pelvis instead.")
+    # segments.floor_lift (no body more than 5 cm below the floor) is not applied: on the dev set it made
+    # WA-MPJPE100 worse (275.9 vs 269.8 mm without it; docs/benchmarks.md)
+    traj.root_world, moved = segments.limit_speed(traj.root_world, clip.fps, shot)
+    if moved:
+        warn("root_speed_limited", f"The body's path moved faster than {segments.MAX_SPEED:g} m/s around "
+                                   f"{moved} frames; it was slowed there (usually a misdetection).")
     data = assemble(track, info, clip, motion, traj, video_path=opts.job.video, engine_version=__version__)
     proto.progress("trajectory", 3, 3)
     timings["trajectory"] = time.perf_counter() - t0
@@ -148,30 +162,47 @@ def _import_later_stages() -> None:
     from .geometry import rotations  # noqa: F401
 
 
-def detect(opts: RunOptions, info, proto: Protocol, warn, device: str):
+def detect(opts: RunOptions, info, proto: Protocol, warn, device: str, extras: dict | None = None):
     """Decode + keypoints over the clip (decoding runs in the reader's thread). Returns the landmark
-    track, the camera-motion verdict (None if not measured or unknown) and the reader's processed size."""
-    from . import video
+    track, the camera-motion verdict (None if not measured or unknown), the camera tracker (None for a static
+    camera) and the reader's processed size. ``extras`` (optional) receives ``signatures`` (engine.cuts,
+    one per frame) and, from a keypoints stage that tracks a person, ``tracking`` (its
+    ``tracking_record()``: boxes, lost flags, events)."""
+    from . import cuts, video
     from .camera_motion import CameraMotionMeter, CameraTracker
     from .pose import LandmarkBuffer
 
     job = opts.job
+    extras = {} if extras is None else extras
     reader = video.VideoReader(job.video, start_frame=job.start_frame, end_frame=job.end_frame,
                                fps=job.fps, max_side=job.max_side, on_warning=warn, info=info)
     buf = LandmarkBuffer()
+    sigs: list = []
     meter = CameraMotionMeter() if opts.camera.mode == "auto" else None
     tracker = CameraTracker() if opts.camera.mode != "static" else None
-    with build_stage("keypoints", opts.keypoints, device) as keypoints, reader:
+    choice = opts.keypoints
+    if isinstance(choice.options.get("person"), str) and info.display_width and info.display_height:
+        from .tracking import scale_person  # a point is given in displayed pixels; frames come processed
+
+        choice = StageChoice(choice.name, {**choice.options, "person": scale_person(
+            choice.options["person"], reader.width / info.display_width, reader.height / info.display_height)})
+    with build_stage("keypoints", choice, device) as keypoints, reader:
         proto.progress("pose", 0, reader.expected_frames, force=True)
         for fr in reader:
             det = keypoints(fr.image)
             buf.append(fr.time, fr.index, det)
             person = None if det is None else det.image[:, :2]
+            sigs.append(cuts.signature(fr.image))
             if meter is not None:
                 meter.update(fr.image, person)
             if tracker is not None:
                 tracker.update(fr.image, person)
             proto.progress("pose", len(buf), reader.expected_frames)
+        record = getattr(keypoints, "tracking_record", None)
+        if record is not None and extras is not None:
+            extras["tracking"] = record()
+    if extras is not None:
+        extras["signatures"] = sigs
     # moving or not: the background tracks' verdict (the view's displacement); the optical-flow meter only
     # when too little background was tracked to tell
     moving = tracker.is_moving() if tracker is not None else None
@@ -219,8 +250,12 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
         proto.warning(code, message)
 
     t0 = time.perf_counter()
-    track, moving, tracker, processed_size = detect(opts, info, proto, warn, opts.device)
+    extras: dict = {}
+    track, moving, tracker, processed_size = detect(opts, info, proto, warn, opts.device, extras=extras)
     timings["decode_pose"] = time.perf_counter() - t0
+    from . import segments
+
+    track, shots = segments.prepare(track, extras, output_fps(opts.job.fps, info.fps, track.times), warn)
     check_track(track, opts.job.video, warn)
     proto.progress("pose", len(track), len(track), force=True)
     warm.join()
@@ -231,7 +266,10 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     torch.set_num_threads(1)
     device = resolve_device(opts.device)
     data, meta = reconstruct(track, info, opts, proto, warn, device=device, camera_moving=moving,
-                             camera_tracker=tracker, timings=timings)
+                             camera_tracker=tracker, timings=timings, shot=shots["shot"])
+    data.update(segments.result_fields(shots, len(track), (info.display_width, info.display_height)))
+    meta["shots"] = {"cuts": [int(c) for c in shots["cuts"]], "fades": [list(map(int, f)) for f in shots["fades"]],
+                     "identity_jumps": shots.get("identity_jumps", [])}
 
     proto.progress("write", 0, 1, force=True)
     timings["total"] = time.perf_counter() - t_start

@@ -150,6 +150,10 @@ class BlazePose:
         world = np.array([(p.x, p.y, p.z) for p in wl], np.float32)
         return Detection(image=image, world=world, visibility=np.clip(vis, 0.0, 1.0))
 
+    def reset(self) -> None:
+        """Forget the tracked region (the next frame runs the person detector again)."""
+        self._pose.reset()
+
     def close(self) -> None:
         self._pose.close()
 

@@ -57,6 +57,14 @@ FIELDS: dict[str, tuple[str, tuple]] = {
     "meta_json": ("U", ()),
 }
 
+# Optional fields (added without a version bump; readers must not require them). N = number of cuts.
+OPTIONAL_FIELDS: dict[str, tuple[str, tuple]] = {
+    "shot": ("i", ("T",)),
+    "cuts": ("i", ("N",)),
+    "lost": ("b", ("T",)),
+    "person_box": ("f", ("T", 4)),
+}
+
 
 class ResultFormatError(ValueError):
     pass
@@ -147,9 +155,10 @@ def validate(data: Mapping[str, np.ndarray]) -> None:
     if version > FORMAT_VERSION:
         problems.append(f"format_version {version} is newer than this reader ({FORMAT_VERSION})")
     dims: dict[str, int] = {"L": 33}
-    for name, (kinds, spec) in FIELDS.items():
+    for name, (kinds, spec) in {**FIELDS, **OPTIONAL_FIELDS}.items():
         if name not in data:
-            problems.append(f"missing field {name!r}")
+            if name in FIELDS:
+                problems.append(f"missing field {name!r}")
             continue
         a = np.asarray(data[name])
         if a.dtype.kind not in kinds and not (kinds == "f" and a.dtype.kind == "i"):

@@ -3,8 +3,12 @@
     python -m scripts.render_overlay RESULT.npz [--video VIDEO] --out preview.mp4 [--sheet sheet.png]
 
 The left panel projects ``joints_world`` through the result's camera (intrinsics + per-frame
-extrinsics) onto the video frames; the right panel shows the world skeleton from the side (X right,
-Z up) over the ground line, so a floating, sinking or backwards-kneed body is easy to spot.
+extrinsics) onto the video frames, with the followed person's box (``person_box``) and a red frame and
+"lost" on frames without a reliable detection (``lost`` / ``valid``); the middle panel shows the world
+skeleton from the side (X right, Z up) over the ground line, scaled so that a body below the floor stays
+in view (a floating, sinking or backwards-kneed body is easy to spot); the right panel is the top view
+(X right, Y away from the first camera): the root's path on the ground for the current shot, the path
+so far brighter, and the camera (a triangle pointing where it looks).
 Needs the engine environment (numpy, OpenCV, PyAV).
 """
 
@@ -52,8 +56,9 @@ def draw_skeleton(img: np.ndarray, uv: np.ndarray, names, parents, thick: int = 
 def side_view(P: np.ndarray, contacts: np.ndarray | None, names, parents, size: int, span: np.ndarray) -> np.ndarray:
     img = np.full((size, size, 3), 30, np.uint8)
     (x0, x1), (z0, z1) = span
-    s = 0.9 * size / max(x1 - x0, z1 - z0, 1e-3)
-    to_px = lambda x, z: np.stack([(x - (x0 + x1) / 2) * s + size / 2, size * 0.92 - (z - 0.0) * s], -1)  # noqa: E731
+    s = 0.86 * size / max(x1 - x0, z1 - z0, 1e-3)
+    base = size * 0.93 + z0 * s   # the floor's row: a body below it stays inside the panel
+    to_px = lambda x, z: np.stack([(x - (x0 + x1) / 2) * s + size / 2, base - z * s], -1)  # noqa: E731
     g = to_px(np.array([x0 - 5, x1 + 5]), np.zeros(2))
     cv2.line(img, tuple(int(v) for v in g[0]), tuple(int(v) for v in g[1]), (90, 160, 90), 1)
     uv = to_px(P[:, 0], P[:, 2])
@@ -63,7 +68,55 @@ def side_view(P: np.ndarray, contacts: np.ndarray | None, names, parents, size: 
             if contacts[k] and n in names:
                 q = uv[list(names).index(n)]
                 cv2.circle(img, (int(q[0]), int(q[1])), 6, (80, 255, 80), 1, cv2.LINE_AA)
-    cv2.putText(img, "world, seen from the camera side (X, Z)", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1)
+    low = float(P[:, 2].min())
+    if low < -0.03:
+        cv2.putText(img, f"{-low * 100:.0f} cm below the floor", (8, size - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                    (255, 90, 90), 1)
+    cv2.putText(img, "side (X, Z)", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1)
+    return img
+
+
+def camera_centre(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """World position of the camera and its viewing direction from a world-to-camera 4x4."""
+    R, t = E[:3, :3], E[:3, 3]
+    return -R.T @ t, R.T @ np.array([0.0, 0.0, 1.0])
+
+
+def top_span(root: np.ndarray, cams: np.ndarray) -> np.ndarray:
+    pts = np.concatenate([root[:, :2], cams[:, :2]])
+    pts = pts[np.isfinite(pts).all(1)]
+    lo, hi = pts.min(0) - 0.5, pts.max(0) + 0.5
+    return np.stack([lo, hi], 1)
+
+
+def top_view(P: np.ndarray, path: np.ndarray, upto: int, cam: tuple[np.ndarray, np.ndarray], names, parents,
+             size: int, span: np.ndarray) -> np.ndarray:
+    """From above: X right, Y up the panel (away from the camera)."""
+    img = np.full((size, size, 3), 24, np.uint8)
+    (x0, x1), (y0, y1) = span
+    s = 0.9 * size / max(x1 - x0, y1 - y0, 1e-3)
+    to_px = lambda x, y: np.stack([(x - (x0 + x1) / 2) * s + size / 2, size / 2 - (y - (y0 + y1) / 2) * s], -1)  # noqa: E731
+    step = 1.0 if max(x1 - x0, y1 - y0) < 12 else 5.0
+    for gx in np.arange(np.floor(x0 / step) * step, x1 + step, step):
+        a = to_px(np.array([gx, gx]), np.array([y0, y1]))
+        cv2.line(img, tuple(int(v) for v in a[0]), tuple(int(v) for v in a[1]), (45, 45, 45), 1)
+    for gy in np.arange(np.floor(y0 / step) * step, y1 + step, step):
+        a = to_px(np.array([x0, x1]), np.array([gy, gy]))
+        cv2.line(img, tuple(int(v) for v in a[0]), tuple(int(v) for v in a[1]), (45, 45, 45), 1)
+    uv = to_px(path[:, 0], path[:, 1]).astype(np.int32)
+    if len(uv) > 1:
+        cv2.polylines(img, [uv], False, (90, 90, 120), 1, cv2.LINE_AA)
+        cv2.polylines(img, [uv[:upto + 1]], False, (120, 200, 255), 2, cv2.LINE_AA)
+    draw_skeleton(img, to_px(P[:, 0], P[:, 1]), names, parents, thick=1)
+    c, d = cam
+    if np.isfinite(c).all():
+        q = to_px(np.array([c[0]]), np.array([c[1]]))[0]
+        dd = d[:2] / max(np.linalg.norm(d[:2]), 1e-6)
+        tip = q + np.array([dd[0], -dd[1]]) * 14
+        side = np.array([dd[1], dd[0]]) * 7
+        tri = np.array([q + side, q - side, tip], np.int32)
+        cv2.fillPoly(img, [tri], (255, 220, 80))
+    cv2.putText(img, f"top (X, Y), grid {step:g} m", (8, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (200, 200, 200), 1)
     return img
 
 
@@ -83,7 +136,13 @@ def main(argv=None) -> int:
     K, E = r["camera_intrinsics"].astype(np.float64), r["camera_extrinsics"].astype(np.float64)
     W, H = (int(v) for v in r["image_size"])
     index_of = {int(f): t for t, f in enumerate(r["frame_index"])}
-    span = np.array([[P[..., 0].min(), P[..., 0].max()], [0.0, max(P[..., 2].max(), 1.0)]])
+    span = np.array([[P[..., 0].min(), P[..., 0].max()], [min(0.0, P[..., 2].min()), max(P[..., 2].max(), 1.0)]])
+    root = r["root_translation"].astype(np.float64)
+    shot = r["shot"] if "shot" in r else np.zeros(len(P), np.int32)
+    lost = (r["lost"] | ~r["valid"]) if "lost" in r else ~r["valid"]
+    box = r["person_box"] if "person_box" in r else None
+    cams = [camera_centre(e) for e in E]
+    tspan = top_span(root, np.array([c for c, _ in cams]))
     video = args.video or str(r["video_path"])
     T = len(P)
     pick = set(np.linspace(0, T - 1, args.sheet_frames).round().astype(int).tolist()) if args.sheet else set()
@@ -99,11 +158,22 @@ def main(argv=None) -> int:
             sx, sy = img.shape[1] / W, img.shape[0] / H
             uv = project(K, E[t], P[t]) * [sx, sy]
             draw_skeleton(img, uv, names, parents, thick=max(2, img.shape[0] // 240))
-            if not r["valid"][t]:
-                cv2.putText(img, "no detection", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 60, 60), 2)
+            th = max(2, img.shape[0] // 240)
+            if box is not None and np.isfinite(box[t]).all():
+                b = box[t] * [sx, sy, sx, sy]
+                cv2.rectangle(img, (int(b[0] - b[2] / 2), int(b[1] - b[3] / 2)), (int(b[0] + b[2] / 2), int(b[1] + b[3] / 2)),
+                              (255, 230, 0), th)
+            if lost[t]:
+                cv2.rectangle(img, (0, 0), (img.shape[1] - 1, img.shape[0] - 1), (255, 40, 40), 4 * th)
+                cv2.putText(img, "lost", (10, 40 * th), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * th, (255, 60, 60), th)
+            cv2.putText(img, f"frame {fr.index}  shot {int(shot[t])}", (10, img.shape[0] - 12 * th),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4 * th, (255, 255, 255), th)
             scale = panel_h / img.shape[0]
             left = cv2.resize(img, (int(img.shape[1] * scale) // 2 * 2, panel_h), interpolation=cv2.INTER_AREA)
-            frame = np.concatenate([left, side_view(P[t], r["foot_contacts"][t], names, parents, panel_h, span)], 1)
+            in_shot = np.flatnonzero(shot == shot[t])
+            frame = np.concatenate([left, side_view(P[t], r["foot_contacts"][t], names, parents, panel_h, span),
+                                    top_view(P[t], root[in_shot], t - in_shot[0], cams[t], names, parents, panel_h,
+                                             tspan)], 1)
             if args.out:
                 if writer is None:
                     import av

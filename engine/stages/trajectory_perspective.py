@@ -86,8 +86,8 @@ class PerspectiveTrajectory:
         from .. import trajectory as tr
 
         tracks = clip.camera_tracks
-        if tracks is None or not self.cfg.compensate_camera:
-            return None
+        if tracks is None or not self.cfg.compensate_camera or len(tracks.matches) != len(valid):
+            return None   # not measured, or the tracks span other frames (one shot of an edited clip)
         first = np.zeros(len(valid), bool)
         first[:max(10, int(round(clip.fps)))] = True
         first &= valid
