@@ -38,6 +38,8 @@ SOLVE = "tests/test_solve.py"
 ATOMIC = "tests/test_atomic_cancel.py"
 CORE = "tests/test_addon_core.py"
 RESULT = "tests/test_protocol_result.py"
+CAM = "tests/test_camera_motion.py"
+FOOT = "tests/test_footlock.py"
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ BUGS: tuple[Bug, ...] = (
               "    smoothing: float = 0.0\n    # refinement"),)),
     # -- result file, cancel, benchmark --------------------------------------------------------------
     Bug("result_direct_write", "result", "engine/result.py",
-        'fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)',
+        'fd, tmp = tempfile.mkstemp(prefix=".vm-", suffix=".tmp", dir=folder)',
         "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(path)", (ATOMIC, RESULT),
         "the result written straight to the target (no temp file, no rename)"),
     Bug("result_temp_left_behind", "result", "engine/result.py",
@@ -170,6 +172,20 @@ BUGS: tuple[Bug, ...] = (
         "Gi, oi = G[idx[keep]], (occ[idx[keep]] if occ is not None else None)",
         "Gi, oi = G[np.minimum(idx[keep] + 1, len(G) - 1)], (occ[idx[keep]] if occ is not None else None)",
         (ACC,), "the benchmark compares each frame with the next ground-truth frame"),
+    # -- moving camera and foot locking (added with the stage seam) ------------------------------------
+    Bug("camera_rotation_transposed", "camera", "engine/camera_motion.py",
+        "return Rotation.from_matrix(M).as_matrix()                        # nearest rotations",
+        "return Rotation.from_matrix(M).as_matrix().transpose(0, 2, 1)", (CAM,),
+        "camera rotations of the pure-rotation model transposed (a pan read backwards)"),
+    Bug("camera_plane_translation_sign", "camera", "engine/camera_motion.py",
+        "t = d * (M @ n / s - R @ n)", "t = -d * (M @ n / s - R @ n)", (CAM,),
+        "the floor-plane camera translation's sign flipped"),
+    Bug("footlock_knee_backwards", "refine", "engine/footlock.py",
+        "Q_knee = _axis_angle(axis, cur - want)", "Q_knee = _axis_angle(axis, want - cur)", (FOOT,),
+        "the IK bends the knee the wrong way (the ankle misses its target)"),
+    Bug("footlock_pin_sign", "refine", "engine/footlock.py",
+        "out[1:, :2] -= np.cumsum(slide, axis=0)", "out[1:, :2] += np.cumsum(slide, axis=0)", (FOOT, ACC),
+        "the planted feet's slide added to the root instead of taken out"),
 )
 
 

@@ -64,3 +64,21 @@ def test_strength_zero_is_off():
     R, root, rest = _standing(30)
     R2, _, _ = lock_feet(R, root, rest, FPS, FootLockConfig(strength=0.0))
     assert np.array_equal(R2, R)
+
+
+def test_pinned_root_takes_the_planted_feet_slide_out_of_the_root():
+    # standing still with 1.5 cm of root noise per frame: every horizontal motion is the feet sliding, so
+    # pinning must take (nearly) all of it out; a walker's own progress is kept (not tested here)
+    from engine.footlock import pinned_root
+
+    T = 40
+    R, root, rest = _standing(T)
+    R[:, sk.INDEX["left_hip"]] = R[:, sk.INDEX["left_knee"]] = np.eye(3)   # both feet down throughout
+    _, P = sk.forward_kinematics(R, root, rest)
+    pinned = pinned_root(P, root, np.ones((T, 2)), 1.0)
+    step_before = np.linalg.norm(np.diff(root[:, :2], axis=0), axis=1)
+    step_after = np.linalg.norm(np.diff(pinned[:, :2], axis=0), axis=1)
+    assert step_before.mean() > 0.01 and step_after.max() < 1e-9, (step_before.mean(), step_after.max())
+    assert np.array_equal(pinned[:, 2], root[:, 2])                      # height untouched
+    half = pinned_root(P, root, np.ones((T, 2)), 0.5)
+    assert np.allclose(np.diff(half[:, :2], axis=0), 0.5 * np.diff(root[:, :2], axis=0))
