@@ -114,9 +114,9 @@ def test_foot_contact_rate_is_plausible(sample_run):
     assert c.any()
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug (found by #12): on the sample the engine flags contact in "
-                   "3.9 % of foot-frames against 27 % in the ground truth; precision 0.12, recall 0.02 "
-                   "(the solved feet slide ~0.9 m/s during true stance and sit up to 24 cm below the ground)")
+@pytest.mark.xfail(strict=True, reason="engine bug (found by #12): on the sample the engine's contacts agree "
+                   "poorly with the ground truth: precision 0.53, recall 0.28 with foot locking (0.12 / 0.02 "
+                   "before); the solved feet still slide during true stance and sit below the ground")
 def test_foot_contacts_agree_with_ground_truth(sample_run):
     _, r, gt = sample_run
     c, g = _contacts(r, gt)
