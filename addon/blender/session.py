@@ -12,17 +12,19 @@ import bpy
 
 from ..core import engine as core_engine
 from ..core.result import ResultError, read_result
-from . import apply, prefs
+from . import apply, importer, prefs
+from .retarget_apply import RetargetOptions
 
 
 @dataclass(frozen=True)
 class ImportRequest:
     video: str
     options: core_engine.RunOptions
-    target: str = ""             # name of an armature object made by this add-on; "" = create one
+    target: str = ""             # armature object name (own: re-keyed; other rigs: retargeted); "" = create one
     set_scene: bool = True
     engine_python: str = ""      # override of the preference / environment
     keep_result: str = ""        # also keep the engine's result file here (batch --keep-result)
+    retarget: RetargetOptions = RetargetOptions()   # when target is another rig
 
 
 class ImportSession:
@@ -51,7 +53,7 @@ class ImportSession:
         if problem:
             return problem
         try:
-            apply.check_target(self._target())
+            importer.check_target(self._target())
         except apply.ApplyError as e:
             return str(e)
         python = prefs.engine_python(context, self.request.engine_python)
@@ -88,8 +90,9 @@ class ImportSession:
                     tmp = self.request.keep_result + ".part"
                     shutil.copyfile(out.result_path, tmp)
                     os.replace(tmp, self.request.keep_result)  # atomic: never a half-written file
-                obj = apply.apply_result(context, result, name=apply.action_name(self.request.video),
-                                         target=self._target(), set_scene=self.request.set_scene)
+                obj = importer.import_result(context, result, name=apply.action_name(self.request.video),
+                                             target=self._target(), set_scene=self.request.set_scene,
+                                             options=self.request.retarget)
             except (ResultError, apply.ApplyError) as e:
                 return False, str(e)
             except OSError as e:

@@ -271,12 +271,21 @@ def leg_length(points: dict[str, FloatArray]) -> float:
 
 def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: FloatArray,
              rotations: FloatArray, root_translation: FloatArray, target: TargetRig,
-             mapping: ResolvedMap, scale: float | None = None) -> Retargeted:
-    """Pose-bone channels for ``target`` that reproduce the result (see the module docstring)."""
+             mapping: ResolvedMap, scale: float | None = None,
+             world_rot: FloatArray | None = None) -> Retargeted:
+    """Pose-bone channels for ``target`` that reproduce the result (see the module docstring).
+
+    ``world_rot`` (3x3): the rotation part of the armature object's world matrix (armature axes in
+    world coordinates); the result's world quantities are brought into armature space with it, so a
+    rotated (Y-up FBX) armature works. ``scale``: result metres -> armature units (default: ratio of
+    the left leg lengths).
+    """
     jidx = {n: i for i, n in enumerate(joint_names)}
     bidx = {n: i for i, n in enumerate(target.names)}
-    src_rest = rig.rest_positions(rest_offsets, parents)
-    Rw = world_rotations(rotations, parents)                                        # (T, J, 3, 3)
+    W = np.eye(3) if world_rot is None else np.asarray(world_rot, dtype=np.float64)
+    src_rest = rig.rest_positions(rest_offsets, parents) @ W                        # armature axes
+    Rw = W.T[None, None] @ world_rotations(rotations, parents) @ W[None, None]       # (T, J, 3, 3)
+    root_translation = root_translation @ W
     T, B = rotations.shape[0], len(target.names)
     mapped = {bidx[b]: jidx[j] for b, j in mapping.bones.items()}
     if scale is None:
