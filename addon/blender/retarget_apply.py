@@ -123,6 +123,12 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
         esc = bpy.utils.escape_identifier(out.root_bone)
         for i, fc in enumerate(_fcurves(action, slot, f'pose.bones["{esc}"].location', 3, out.root_bone)):
             _write_keys(fc, frames, bone_loc[:, i])
+        for bname, props in mapping.map.constants.items():   # e.g. Rigify IK_FK = 1 (FK), keyed
+            pb = target.pose.bones.get(mapping.prefix + bname)
+            for prop, value in props.items():
+                if pb is not None and prop in pb.keys():
+                    dp = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{bpy.utils.escape_identifier(prop)}"]'
+                    _write_keys(_fcurves(action, slot, dp, 1, pb.name)[0], frames[:1], np.array([value]))
         if obj_loc is not None:
             for i, fc in enumerate(_fcurves(action, slot, "location", 3, "Object Transforms")):
                 _write_keys(fc, frames, obj_loc[:, i])

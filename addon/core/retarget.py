@@ -55,12 +55,13 @@ class BoneMap:
     optional: tuple[str, ...] = ()
     prefixes: tuple[str, ...] = ("",)
     unmapped: str = "rest"
+    constants: dict[str, dict[str, float]] = field(default_factory=dict)   # bone -> custom prop -> value
     path: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": BONE_MAP_FORMAT, "version": 1, "name": self.name, "label": self.label,
                 "root": self.root, "bones": dict(self.bones), "optional": list(self.optional),
-                "prefixes": list(self.prefixes), "unmapped": self.unmapped}
+                "prefixes": list(self.prefixes), "unmapped": self.unmapped, "constants": self.constants}
 
 
 def parse_map(data: Any, source: str = "bone map") -> BoneMap:
@@ -83,8 +84,13 @@ def parse_map(data: Any, source: str = "bone map") -> BoneMap:
         raise RetargetError(f"{source}: unmapped={unmapped!r} is not supported (only 'rest')")
     prefixes = tuple(str(p) for p in data.get("prefixes", [""])) or ("",)
     name = str(data.get("name", "custom"))
+    constants = data.get("constants", {})
+    try:
+        constants = {str(b): {str(k): float(v) for k, v in props.items()} for b, props in constants.items()}
+    except (AttributeError, TypeError, ValueError) as e:
+        raise RetargetError(f"{source}: 'constants' must map bones to {{property: number}}") from e
     return BoneMap(name=name, label=str(data.get("label", name)), root=root, bones=dict(bones),
-                   optional=optional, prefixes=prefixes, unmapped=unmapped)
+                   optional=optional, prefixes=prefixes, unmapped=unmapped, constants=constants)
 
 
 def load_map(path: str | os.PathLike[str]) -> BoneMap:
