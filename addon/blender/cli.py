@@ -16,6 +16,7 @@ from typing import Any
 import bpy
 
 from ..core import engine as core_engine
+from . import ops_result
 from .session import ImportRequest, ImportSession
 
 FORMATS = ("blend", "bvh", "fbx", "glb")
@@ -25,7 +26,9 @@ _handle: list[Any] = []
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="blender -b -c video_mocap convert",
                                 description="Convert videos of a person to animated armatures.")
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("videos", nargs="*", metavar="VIDEO")
+    p.add_argument("--result", action="append", default=[], metavar="RESULT.npz",
+                   help="also convert a saved result file without running the engine (repeatable)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", choices=FORMATS, default="blend")
     p.add_argument("--engine-python", default="", help="engine interpreter (default: preferences, "
@@ -87,7 +90,22 @@ def convert(argv: list[str]) -> int:
         return 2
     opts = core_engine.RunOptions(frame_start=args.frame_start, frame_end=args.frame_end,
                                   camera=args.camera, focal_px=args.focal, device=args.device)
+    if not args.videos and not args.result:
+        print("video_mocap: give videos and/or --result files", file=sys.stderr)
+        return 2
     failures = 0
+    for res in args.result:   # saved results: the same import code as the operator, no engine
+        _clear_scene()
+        ok, msg, name = ops_result.import_result_file(bpy.context, res)
+        target = out_dir / f"{Path(res).stem}.{args.format}"
+        if ok:
+            try:
+                _export(bpy.data.objects[name], target, args.format)
+                msg = f"{msg} -> {target}"
+            except (OSError, RuntimeError, ValueError) as e:
+                ok, msg = False, f"export failed: {e}"
+        failures += not ok
+        print(f"{'OK' if ok else 'FAILED'} {res}: {msg}", flush=True)
     for video in args.videos:
         _clear_scene()
         keep = str(out_dir / f"{Path(video).stem}.npz") if args.keep_result else ""

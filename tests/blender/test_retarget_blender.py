@@ -345,3 +345,15 @@ def test_rigify_generated_rig(blank, result_file, tmp_path):
     assert leg_err < ANGLE_TOL_DEG
     assert arm_err < 30.0
     assert rig.pose.bones["thigh_parent.L"]["IK_FK"] == pytest.approx(1.0)   # FK keyed by the map
+
+
+def test_batch_result(blank, result_file, tmp_path):
+    path, _ = result_file
+    cli = importlib.import_module(MODULE + ".addon.blender.cli")
+    out = tmp_path / "out"
+    assert cli.cli_command(["convert", "--result", str(path), "--out", str(out), "--format", "bvh"]) == 0
+    assert "ROOT pelvis" in (out / "walk.bvh").read_text()
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    assert cli.cli_command(["convert", "--result", str(bad), "--out", str(out)]) == 1
+    assert cli.cli_command(["convert", "--out", str(out)]) == 2
