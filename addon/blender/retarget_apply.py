@@ -77,6 +77,34 @@ def _assign(obj: bpy.types.Object, action: bpy.types.Action) -> None:
         ad.action_slot = action.slots[0]
 
 
+CONTACT_PREFIX = "vm_contact_"
+CONFIDENCE_PREFIX = "vm_conf_"
+
+
+def key_channels(obj: bpy.types.Object, action: bpy.types.Action, slot: object, result: MotionResult,
+                 frames: np.ndarray) -> list[str]:
+    """Foot contacts (0/1, constant interpolation) and per-joint confidence as keyed custom properties
+    of the armature object, for clean-up. Returns the property names it added to ``obj``."""
+    channels: list[tuple[str, np.ndarray]] = []
+    if result.foot_contacts is not None:
+        channels += [(CONTACT_PREFIX + n, result.foot_contacts[:, c]) for c, n in enumerate(result.contact_names)]
+    if result.joint_confidence is not None:
+        channels += [(CONFIDENCE_PREFIX + n, result.joint_confidence[:, j]) for j, n in enumerate(result.joint_names)]
+    added = []
+    for prop, values in channels:
+        if prop not in obj.keys():
+            obj[prop] = 0.0
+            added.append(prop)
+        fc = _fcurves(action, slot, f'["{bpy.utils.escape_identifier(prop)}"]', 1, "Video Mocap Channels")[0]
+        _write_keys(fc, frames, values)
+        if prop.startswith(CONTACT_PREFIX):
+            fc.keyframe_points.foreach_set("interpolation", [_CONSTANT] * len(frames))
+    return added
+
+
+_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
+
+
 def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy.types.Object, *,
                    name: str, options: RetargetOptions = RetargetOptions(),
                    set_scene: bool = True) -> bpy.types.Object:
@@ -112,6 +140,7 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
         path_loc = mw[:3, 3][None] + horiz
 
     created: list[bpy.types.ID] = []
+    added_props: list[str] = []
     modes = {b: target.pose.bones[b].rotation_mode for b in out.bones}
     try:
         action, slot = _new_action(name, target)
@@ -129,6 +158,7 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
                 if pb is not None and prop in pb.keys():
                     dp = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{bpy.utils.escape_identifier(prop)}"]'
                     _write_keys(_fcurves(action, slot, dp, 1, pb.name)[0], frames[:1], np.array([value]))
+        added_props = key_channels(target, action, slot, result, frames)
         if obj_loc is not None:
             for i, fc in enumerate(_fcurves(action, slot, "location", 3, "Object Transforms")):
                 _write_keys(fc, frames, obj_loc[:, i])
@@ -149,6 +179,8 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
             target.pose.bones[b].rotation_mode = 'QUATERNION'
         _assign(target, action)
     except Exception:
+        for prop in added_props:
+            del target[prop]
         for b, m in modes.items():
             target.pose.bones[b].rotation_mode = m
         for idb in reversed(created):

@@ -37,6 +37,9 @@ class MotionResult:
     fps: float
     video_path: str
     camera_static: bool
+    joint_confidence: FloatArray | None = None   # (T, J) when the file has it
+    contact_names: tuple[str, ...] = ()
+    foot_contacts: FloatArray | None = None      # (T, C) 0/1 when the file has it
 
     @property
     def frames(self) -> int:
@@ -95,4 +98,18 @@ def read_result(path: str | os.PathLike[str]) -> MotionResult:
         root_translation=trans, joints_world=world, times=times, fps=fps,
         video_path=str(data.get("video_path", "")),
         camera_static=bool(data.get("camera_static", True)),
+        **_optional_channels(data, T, J),
     )
+
+
+def _optional_channels(data: dict[str, npt.NDArray[np.generic]], T: int, J: int) -> dict[str, object]:
+    """Per-frame confidence and foot contacts, kept only when their shapes fit (never required)."""
+    out: dict[str, object] = {}
+    conf = data.get("joint_confidence")
+    if conf is not None and conf.shape == (T, J):
+        out["joint_confidence"] = np.asarray(conf, dtype=np.float64)
+    names, cont = data.get("contact_names"), data.get("foot_contacts")
+    if names is not None and cont is not None and cont.shape == (T, names.size):
+        out["contact_names"] = tuple(str(n) for n in names.reshape(-1))
+        out["foot_contacts"] = np.asarray(cont, dtype=np.float64)
+    return out

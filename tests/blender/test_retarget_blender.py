@@ -158,8 +158,13 @@ def _keys(action) -> list:
 
 @pytest.fixture()
 def result_file(tmp_path):
+    from engine.result import write_result
     path = tmp_path / "walk.npz"
     ref = fake_engine.make_result(path, frames=48, seed=7)
+    rng = np.random.default_rng(3)   # non-trivial contacts and confidence
+    ref["foot_contacts"] = rng.random(ref["foot_contacts"].shape) < 0.5
+    ref["joint_confidence"] = rng.uniform(0.2, 1.0, ref["joint_confidence"].shape)
+    write_result(path, ref)
     return path, ref
 
 
@@ -186,6 +191,13 @@ def test_mixamo_rig_follows_result(blank, result_file, prefix):
     print(f"mixamo ({prefix or 'no prefix'}): max head error {err * 1000:.3f} mm over {len(bones)} bones x 48 frames")
     assert err < HEAD_TOL_M
     assert float(action["video_mocap_scale"]) == pytest.approx(1.1, rel=1e-3)
+    # contacts and per-joint confidence are keyed custom properties of the armature object
+    names = [str(n) for n in ref["contact_names"]]
+    for f in (0, 20, 47):
+        bpy.context.scene.frame_set(int(frames[f]))
+        for c, n in enumerate(names):
+            assert obj["vm_contact_" + n] == pytest.approx(float(ref["foot_contacts"][f, c]))
+        assert obj["vm_conf_left_knee"] == pytest.approx(float(ref["joint_confidence"][f, 4]))
 
 
 def test_fbx_style_rotated_scaled_armature(blank, result_file):
