@@ -3,9 +3,9 @@ in reverse."""
 
 from __future__ import annotations
 
-from . import cli, ops, prefs, props, ui
+from . import cli, ops, ops_result, prefs, props, ui
 
-_modules = (props, prefs, ops, ui, cli)
+_modules = (props, prefs, ops, ui, ops_result, cli)
 
 
 def register() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import bpy
 
 from ..core import engine as core_engine
+from . import ops_result
 from .session import DEFAULT_STALL_TIMEOUT_S, ImportRequest, ImportSession
 
 FORMATS = ("blend", "bvh", "fbx", "glb")
@@ -26,7 +27,9 @@ _handle: list[Any] = []
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="blender -b -c video_mocap convert",
                                 description="Convert videos of a person to animated armatures.")
-    p.add_argument("videos", nargs="+", metavar="VIDEO")
+    p.add_argument("videos", nargs="*", metavar="VIDEO")
+    p.add_argument("--result", action="append", default=[], metavar="RESULT.npz",
+                   help="also convert a saved result file without running the engine (repeatable)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--format", choices=FORMATS, default="blend")
     p.add_argument("--engine-python", default="", help="engine interpreter (default: preferences, "
@@ -113,9 +116,25 @@ def convert(argv: list[str]) -> int:
         return 2
     opts = core_engine.RunOptions(frame_start=args.frame_start, frame_end=args.frame_end,
                                   camera=args.camera, focal_px=args.focal, device=args.device)
+    if not args.videos and not args.result:
+        print("video_mocap: give videos and/or --result files", file=sys.stderr)
+        return 2
     engine_python = os.path.abspath(args.engine_python) if args.engine_python else ""
     failures = 0
-    for video, stem in zip(args.videos, output_stems(args.videos)):
+    stems = output_stems(list(args.result) + list(args.videos))   # unique across results and videos
+    for res, stem in zip(args.result, stems[:len(args.result)]):   # saved results: the operator's code, no engine
+        _clear_scene()
+        ok, msg, name = ops_result.import_result_file(bpy.context, os.path.abspath(res))
+        target = out_dir / f"{stem}.{args.format}"
+        if ok:
+            try:
+                _export_atomic(bpy.data.objects[name], target, args.format)
+                msg = f"{msg} -> {target}"
+            except (OSError, RuntimeError, ValueError) as e:
+                ok, msg = False, f"export failed: {e}"
+        failures += not ok
+        print(f"{'OK' if ok else 'FAILED'} {res}: {msg}", flush=True)
+    for video, stem in zip(args.videos, stems[len(args.result):]):
         video = os.path.abspath(video)   # the engine runs in the extension's folder, not ours
         _clear_scene()
         keep = str(out_dir / f"{stem}.npz") if args.keep_result else ""

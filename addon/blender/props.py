@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+from ..core import retarget
 
 CAMERA_ITEMS = [
     ("auto", "Auto", "Detect whether the camera moves"),
@@ -15,6 +18,22 @@ DEVICE_ITEMS = [
     ("cpu", "CPU", "Run on the CPU"),
     ("cuda", "CUDA", "Run on an NVIDIA GPU"),
 ]
+
+PRESET_ITEMS = [("auto", "Auto-detect", "Pick the preset from the rig's bone names")] + [
+    (n, m.label, f"Bone map preset: {m.label}") for n, m in retarget.presets().items()] + [
+    ("custom", "Custom Map File", "A bone map saved as JSON (see the mapping editor)")]
+ROOT_ITEMS = [
+    ("bone", "Root Bone", "The hips/root bone carries the translation"),
+    ("object", "Armature Object", "The armature object moves; the root bone only rotates"),
+    ("in_place", "In Place", "Horizontal path on a separate empty; the rig keeps its vertical motion"),
+]
+
+
+class VIDMOCAP_PG_map_row(bpy.types.PropertyGroup):
+    """One row of the mapping editor: a bone of the target rig and the result joint that drives it."""
+
+    bone: StringProperty(name="Bone")  # type: ignore[valid-type]
+    joint: StringProperty(name="Joint")  # type: ignore[valid-type]
 
 
 def _is_armature(_self: bpy.types.PropertyGroup, obj: bpy.types.Object) -> bool:
@@ -29,13 +48,21 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     frame_end: IntProperty(  # type: ignore[valid-type]
         name="Last Frame", min=-1, default=-1, description="Last video frame to process; -1 for the end of the video")
     target: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature,  # type: ignore[valid-type]
-                            description="Armature made by Video Mocap to receive the motion; empty creates a new one")
+                            description="Armature to receive the motion (retargeted when it is not a Video Mocap armature); empty creates a new one")
     camera: EnumProperty(name="Camera", items=CAMERA_ITEMS, default="auto")  # type: ignore[valid-type]
     focal_px: FloatProperty(  # type: ignore[valid-type]
         name="Focal Length (px)", min=0.0, default=0.0, description="Focal length in pixels if known; 0 = unknown")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(  # type: ignore[valid-type]
         name="Set Scene FPS and Range", default=True, description="Match the scene frame rate and range to the video")
+    result_file: StringProperty(name="Result", subtype='FILE_PATH',  # type: ignore[valid-type]
+                                description="A saved Video Mocap result (.npz) to import without the engine")
+    preset: EnumProperty(name="Bone Map", items=PRESET_ITEMS, default="auto")  # type: ignore[valid-type]
+    map_file: StringProperty(name="Map File", subtype='FILE_PATH',  # type: ignore[valid-type]
+                             description="Custom bone map (JSON)")
+    root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
+    map_rows: CollectionProperty(type=VIDMOCAP_PG_map_row)  # type: ignore[valid-type]
+    map_root: StringProperty(name="Root Bone", description="Bone that carries the root motion")  # type: ignore[valid-type]
 
 
 class VIDMOCAP_PG_job(bpy.types.PropertyGroup):
@@ -47,7 +74,7 @@ class VIDMOCAP_PG_job(bpy.types.PropertyGroup):
     last_ok: BoolProperty(default=True)  # type: ignore[valid-type]
 
 
-classes = (VIDMOCAP_PG_settings, VIDMOCAP_PG_job)
+classes = (VIDMOCAP_PG_map_row, VIDMOCAP_PG_settings, VIDMOCAP_PG_job)
 
 
 def register() -> None:

@@ -13,7 +13,9 @@ import bpy
 
 from ..core import engine as core_engine
 from ..core.result import ResultError, read_result
-from . import apply, prefs
+from ..core.retarget import RetargetError
+from . import apply, importer, prefs
+from .retarget_apply import RetargetOptions
 from .transaction import SceneTransaction
 
 log = logging.getLogger(__name__)
@@ -24,11 +26,12 @@ DEFAULT_STALL_TIMEOUT_S = 300.0   # background/batch: stop an engine that report
 class ImportRequest:
     video: str
     options: core_engine.RunOptions
-    target: str = ""             # name of an armature object made by this add-on; "" = create one
+    target: str = ""             # armature object name (own: re-keyed; other rigs: retargeted); "" = create one
     set_scene: bool = True
     engine_python: str = ""      # override of the preference / environment
     keep_result: str = ""        # also keep the engine's result file here (batch --keep-result)
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT_S   # blocking runs only; None = wait forever
+    retarget: RetargetOptions = RetargetOptions()   # when target is another rig
 
 
 class ImportSession:
@@ -58,7 +61,7 @@ class ImportSession:
         if problem:
             return problem
         try:
-            apply.check_target(self._target())
+            importer.check_target(self._target())
         except apply.ApplyError as e:
             return str(e)
         python = prefs.engine_python(context, self.request.engine_python)
@@ -109,9 +112,10 @@ class ImportSession:
         try:
             # One transaction: on any error the file is exactly as before (transaction.py).
             with SceneTransaction(context):
-                obj = apply.apply_result(context, result, name=apply.action_name(self.request.video),
-                                         target=self._target(), set_scene=self.request.set_scene)
-        except apply.ApplyError as e:
+                obj = importer.import_result(context, result, name=apply.action_name(self.request.video),
+                                             target=self._target(), set_scene=self.request.set_scene,
+                                             options=self.request.retarget)
+        except (apply.ApplyError, RetargetError) as e:
             return False, str(e)
         except Exception as e:  # noqa: BLE001 - a bug: the scene is rolled back, show it as an error
             log.exception("Video Mocap: importing the result failed")

@@ -43,6 +43,8 @@ _MEMBERS: dict[str, tuple[str, bool]] = {
     "joint_names": ("U", True), "parents": ("iu", True), "rest_offsets": ("fiu", True),
     "rotations": ("fiu", True), "root_translation": ("fiu", True), "joints_world": ("fiu", True),
     "video_path": ("U", False), "camera_static": ("b", False),
+    # optional channels keyed as custom properties (dropped, never refused, when they do not fit)
+    "joint_confidence": ("fiu", False), "contact_names": ("U", False), "foot_contacts": ("biu", False),
 }
 
 
@@ -64,6 +66,9 @@ class MotionResult:
     fps: float
     video_path: str
     camera_static: bool
+    joint_confidence: FloatArray | None = None   # (T, J) when the file has it
+    contact_names: tuple[str, ...] = ()
+    foot_contacts: FloatArray | None = None      # (T, C) 0/1 when the file has it
 
     @property
     def frames(self) -> int:
@@ -201,4 +206,19 @@ def _check(data: dict[str, npt.NDArray[Any]]) -> MotionResult:
         joint_names=names, parents=parents, rest_offsets=rest, rotations=rot,
         root_translation=trans, joints_world=world, times=times, fps=fps,
         video_path=video_path, camera_static=camera_static,
+        **_optional_channels(data, T, J),
     )
+
+
+def _optional_channels(data: dict[str, npt.NDArray[np.generic]], T: int, J: int) -> dict[str, object]:
+    """Per-frame confidence and foot contacts, kept only when their shapes fit (never required)."""
+    out: dict[str, object] = {}
+    conf = data.get("joint_confidence")
+    if conf is not None and conf.shape == (T, J) and np.all(np.isfinite(conf.astype(np.float64))):
+        out["joint_confidence"] = np.clip(np.asarray(conf, dtype=np.float64), 0.0, 1.0)
+    names, cont = data.get("contact_names"), data.get("foot_contacts")
+    if (names is not None and cont is not None and cont.shape == (T, names.size)
+            and all(0 < len(str(n).encode("utf-8")) <= MAX_NAME_BYTES for n in names.reshape(-1))):
+        out["contact_names"] = tuple(str(n) for n in names.reshape(-1))
+        out["foot_contacts"] = np.asarray(cont, dtype=np.float64)
+    return out

@@ -116,7 +116,7 @@ def test_foreign_armature_refused(blank, tmp_path):
     blank.scene.collection.objects.link(obj)
     obj.animation_data_create().action = bpy.data.actions.new("user_action")
     before = _snapshot()
-    with pytest.raises(RuntimeError, match="Retargeting onto other rigs is not supported yet"):
+    with pytest.raises(RuntimeError, match="No bone map preset fits this rig"):
         _import(_video(tmp_path), target="rig")
     assert _snapshot() == before and obj.animation_data.action.name == "user_action"
 

@@ -1,0 +1,195 @@
+"""Put a result on a user's rig (bpy half; the maths is ``core.retarget``).
+
+Validates everything (map, bones, leg length) before touching the scene; writes a NEW action (the
+rig's previous action is kept, with a fake user, never edited) with rotation keys on the mapped bones
+and the root motion where the user chose. Anything created is removed again if a step fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..core import retarget, rig
+from ..core.result import MotionResult
+from .apply import ApplyError, _fcurves, _write_keys
+
+
+@dataclass(frozen=True)
+class RetargetOptions:
+    preset: str = "auto"           # a preset name, "auto", or "custom" (then map_file)
+    map_file: str = ""
+    root_motion: str = "bone"      # bone | object | in_place
+    scale: float = 0.0             # 0 = from the leg lengths
+
+
+def target_rig(obj: bpy.types.Object) -> retarget.TargetRig:
+    bones = obj.data.bones
+    names = tuple(b.name for b in bones)
+    idx = {n: i for i, n in enumerate(names)}
+    parents = tuple(idx[b.parent.name] if b.parent else -1 for b in bones)
+    ml = np.empty(len(bones) * 16, dtype=np.float32)
+    bones.foreach_get("matrix_local", ml)
+    mats = ml.reshape(-1, 4, 4).transpose(0, 2, 1).astype(np.float64)    # foreach_get is column-major
+    heads = np.empty(len(bones) * 3, dtype=np.float32)
+    bones.foreach_get("head_local", heads)
+    return retarget.TargetRig(names, parents, mats[:, :3, :3], heads.reshape(-1, 3).astype(np.float64))
+
+
+def _rotation_part(obj: bpy.types.Object) -> np.ndarray:
+    """Armature axes in world coordinates (rotation of matrix_world, scale removed)."""
+    return np.array(obj.matrix_world.to_quaternion().to_matrix(), dtype=np.float64)
+
+
+def resolve_map(obj: bpy.types.Object, result: MotionResult, opts: RetargetOptions) -> retarget.ResolvedMap:
+    """The bone map for ``obj``: preset, custom file or detection. Raises ApplyError with the reason."""
+    names = [b.name for b in obj.data.bones]
+    try:
+        if opts.preset == "custom" or (opts.map_file and opts.preset == "auto"):
+            if not opts.map_file:
+                raise retarget.RetargetError("Choose a bone map file for the custom map")
+            return retarget.resolve(retarget.load_map(bpy.path.abspath(opts.map_file)), names, result.joint_names)
+        if opts.preset == "auto":
+            return retarget.detect(names, result.joint_names)
+        maps = retarget.presets()
+        if opts.preset not in maps:
+            raise retarget.RetargetError(f"Unknown bone map preset '{opts.preset}'")
+        return retarget.resolve(maps[opts.preset], names, result.joint_names)
+    except retarget.RetargetError as e:
+        raise ApplyError(f"Cannot retarget onto '{obj.name}': {e}") from e
+
+
+def _new_action(name: str, obj: bpy.types.Object) -> tuple[bpy.types.Action, object]:
+    action = bpy.data.actions.new(name)
+    slot = action.slots.new(id_type='OBJECT', name=obj.name) if hasattr(action, "slots") else None
+    return action, slot
+
+
+def _assign(obj: bpy.types.Object, action: bpy.types.Action) -> None:
+    ad = obj.animation_data or obj.animation_data_create()
+    old = ad.action
+    if old is not None and old.users == 1 and not old.use_fake_user:
+        old.use_fake_user = True   # the user's previous action stays alive, untouched
+    ad.action = action
+    if hasattr(ad, "action_slot"):
+        ad.action_slot = action.slots[0]
+
+
+CONTACT_PREFIX = "vm_contact_"
+CONFIDENCE_PREFIX = "vm_conf_"
+
+
+def key_channels(obj: bpy.types.Object, action: bpy.types.Action, slot: object, result: MotionResult,
+                 frames: np.ndarray) -> list[str]:
+    """Foot contacts (0/1, constant interpolation) and per-joint confidence as keyed custom properties
+    of the armature object, for clean-up. Returns the property names it added to ``obj``."""
+    channels: list[tuple[str, np.ndarray]] = []
+    if result.foot_contacts is not None:
+        channels += [(CONTACT_PREFIX + n, result.foot_contacts[:, c]) for c, n in enumerate(result.contact_names)]
+    if result.joint_confidence is not None:
+        channels += [(CONFIDENCE_PREFIX + n, result.joint_confidence[:, j]) for j, n in enumerate(result.joint_names)]
+    added = []
+    for prop, values in channels:
+        if prop not in obj.keys():
+            obj[prop] = 0.0
+            added.append(prop)
+        fc = _fcurves(action, slot, f'["{bpy.utils.escape_identifier(prop)}"]', 1, "Video Mocap Channels")[0]
+        _write_keys(fc, frames, values)
+        if prop.startswith(CONTACT_PREFIX):
+            fc.keyframe_points.foreach_set("interpolation", [_CONSTANT] * len(frames))
+    return added
+
+
+_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
+
+
+def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy.types.Object, *,
+                   name: str, options: RetargetOptions = RetargetOptions(),
+                   set_scene: bool = True) -> bpy.types.Object:
+    """Animate the user's armature ``target`` with ``result``. Returns ``target``."""
+    if target.type != 'ARMATURE':
+        raise ApplyError(f"'{target.name}' is not an armature")
+    if options.root_motion not in retarget.ROOT_MODES:
+        raise ApplyError(f"Unknown root motion mode '{options.root_motion}'")
+    mapping = resolve_map(target, result, options)
+    try:
+        out = retarget.retarget(result.joint_names, result.parents, result.rest_offsets, result.rotations,
+                                result.root_translation, target_rig(target), mapping,
+                                scale=options.scale or None, world_rot=_rotation_part(target))
+    except retarget.RetargetError as e:
+        raise ApplyError(f"Cannot retarget onto '{target.name}': {e}") from e
+
+    scene = context.scene
+    fps, fps_base = rig.scene_fps(result.fps) if set_scene else (scene.render.fps, scene.render.fps_base)
+    frames = rig.key_frames(result.times, fps / fps_base, scene.frame_start)
+    offset = out.root_offset                                       # (T, 3) armature space
+    mw = np.array(target.matrix_world, dtype=np.float64)
+    bone_loc = out.root_location
+    obj_loc = None
+    path_loc = None
+    if options.root_motion == "object":
+        bone_loc = np.zeros_like(bone_loc)
+        obj_loc = np.array(target.location)[None] + offset @ mw[:3, :3].T   # parentless armature
+    elif options.root_motion == "in_place":
+        world = offset @ mw[:3, :3].T                                # world displacement
+        horiz = world * np.array([1.0, 1.0, 0.0])
+        vertical = (world - horiz) @ np.linalg.inv(mw[:3, :3]).T     # back to armature space
+        bone_loc = vertical @ np.array(target.data.bones[out.root_bone].matrix_local)[:3, :3]
+        path_loc = mw[:3, 3][None] + horiz
+
+    created: list[bpy.types.ID] = []
+    added_props: list[str] = []
+    modes = {b: target.pose.bones[b].rotation_mode for b in out.bones}
+    try:
+        action, slot = _new_action(name, target)
+        created.append(action)
+        for k, bname in enumerate(out.bones):
+            esc = bpy.utils.escape_identifier(bname)
+            for i, fc in enumerate(_fcurves(action, slot, f'pose.bones["{esc}"].rotation_quaternion', 4, bname)):
+                _write_keys(fc, frames, out.q_basis[:, k, i])
+        esc = bpy.utils.escape_identifier(out.root_bone)
+        for i, fc in enumerate(_fcurves(action, slot, f'pose.bones["{esc}"].location', 3, out.root_bone)):
+            _write_keys(fc, frames, bone_loc[:, i])
+        for bname, props in mapping.map.constants.items():   # e.g. Rigify IK_FK = 1 (FK), keyed
+            pb = target.pose.bones.get(mapping.prefix + bname)
+            for prop, value in props.items():
+                if pb is not None and prop in pb.keys():
+                    dp = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{bpy.utils.escape_identifier(prop)}"]'
+                    _write_keys(_fcurves(action, slot, dp, 1, pb.name)[0], frames[:1], np.array([value]))
+        added_props = key_channels(target, action, slot, result, frames)
+        if obj_loc is not None:
+            for i, fc in enumerate(_fcurves(action, slot, "location", 3, "Object Transforms")):
+                _write_keys(fc, frames, obj_loc[:, i])
+        if path_loc is not None:
+            empty = bpy.data.objects.new(f"{name}_path", None)
+            created.append(empty)
+            empty.empty_display_type = 'ARROWS'
+            (context.collection or scene.collection).objects.link(empty)
+            paction, pslot = _new_action(f"{name}_path", empty)
+            created.append(paction)
+            for i, fc in enumerate(_fcurves(paction, pslot, "location", 3, "Object Transforms")):
+                _write_keys(fc, frames, path_loc[:, i])
+            _assign(empty, paction)
+        action["video_mocap_video"] = result.video_path
+        action["video_mocap_map"] = mapping.map.name
+        action["video_mocap_scale"] = out.scale
+        for b in out.bones:
+            target.pose.bones[b].rotation_mode = 'QUATERNION'
+        _assign(target, action)
+    except Exception:
+        for prop in added_props:
+            del target[prop]
+        for b, m in modes.items():
+            target.pose.bones[b].rotation_mode = m
+        for idb in reversed(created):
+            if isinstance(idb, bpy.types.Object):
+                bpy.data.objects.remove(idb)
+            else:
+                bpy.data.actions.remove(idb)
+        raise
+    if set_scene:
+        scene.render.fps, scene.render.fps_base = fps, fps_base
+        scene.frame_end = int(np.ceil(frames[-1]))
+    return target
