@@ -11,6 +11,7 @@ non-zero if any failed. Also runs under a plain Python that has the ``bpy`` modu
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -36,5 +37,16 @@ def main() -> int:
     return cli.convert(argv)
 
 
+def _exit(code: int) -> None:
+    """Exit; with ``os._exit`` when bpy runs as a Python module, whose C++ exit handlers can hang
+    forever on a helper thread they never stop (see scripts/vmkit/bpy_exit.py)."""
+    bpy = sys.modules.get("bpy")
+    if bpy is not None and not getattr(bpy.app, "binary_path", ""):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -103,4 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from scripts.vmkit.bpy_exit import exit_process
+
+    exit_process(main())
