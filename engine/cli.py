@@ -55,12 +55,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--iterations", type=int, default=None, help="body-solve refinement steps (body 'solve')")
     r.add_argument("--smoothing", type=float, default=None,
                    help="landmark filter window in seconds (0 = off; larger = smoother but flattens fast moves)")
+    r.add_argument("--option", action="append", default=[], metavar="KIND.KEY=VALUE",
+                   help="set one config value of the chosen stage of a kind (repeatable; VALUE is JSON, "
+                        "else a string), e.g. trajectory.steps=20 or trajectory.evidence=false; "
+                        "'check --json' lists every stage's config")
     c = sub.add_parser("check", help="report the environment, device and models")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 DEFAULT_REFINE = ("footlock",)
+
+
+def parse_stage_options(items: list[str]) -> dict[str, dict[str, object]]:
+    """``["trajectory.steps=20", ...]`` -> ``{"trajectory": {"steps": 20}}`` (values JSON, else strings);
+    the stage's config checks names and types when it is built."""
+    import json
+
+    from .stages import KINDS
+
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        kind, dot, name = key.partition(".")
+        if not sep or not dot or kind not in KINDS or not name.isidentifier():
+            raise EngineError("usage", f"--option {item!r}: expected KIND.KEY=VALUE with KIND one of {list(KINDS)}.")
+        try:
+            value: object = json.loads(raw)
+        except ValueError:
+            value = raw
+        out.setdefault(kind, {})[name] = value
+    return out
 
 
 def run_options(args: argparse.Namespace):
@@ -70,9 +95,16 @@ def run_options(args: argparse.Namespace):
     from . import stages
     from .pipeline import CameraHints, Job, RunOptions, StageChoice
 
+    extra = parse_stage_options(args.option)
+
     def choice(kind: str, name: str, **options) -> StageChoice:
         fields = {f.name for f in dataclasses.fields(stages.get(kind, name).Config)}
         given = {k: v for k, v in options.items() if v is not None}
+        for key, value in extra.get(kind, {}).items():
+            if key not in fields:
+                raise EngineError("usage", f"--option {kind}.{key}: the {kind} stage {name!r} has no setting "
+                                           f"{key!r}; it has {sorted(fields)}.")
+            given[key] = value
         if "iterations" in given and "iterations" not in fields:
             raise EngineError("usage", f"--iterations applies to the body stage 'solve', not {name!r}.")
         if "person" in given and "person" not in fields:

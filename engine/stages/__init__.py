@@ -156,4 +156,4 @@ def build(kind: str, name: str, device: str = "cpu", overrides: Mapping[str, Any
 
 # the built-in implementations register themselves on import (cheap: heavy imports are lazy)
 from . import (body_rope, body_solve, keypoints_blazepose, keypoints_tracked, refine_footlock,  # noqa: E402,F401
-               trajectory_perspective)
+               trajectory_perspective, trajectory_tp)
