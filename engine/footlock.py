@@ -28,6 +28,7 @@ class FootLockConfig:
     strength: float = 1.0       # 0 = off, 1 = feet fully locked
     smoothing: float = 0.3      # s, filter of the foot path before deciding what is planted
     pin_root: float = 1.0       # 0..1: how much a planted foot's slide is taken out of the root's path
+    use_predicted: bool = True  # stance from the trajectory stage's predicted contacts when it gives them
 
 
 def _segments(mask: np.ndarray, min_len: int) -> list[tuple[int, int]]:
@@ -83,10 +84,11 @@ def two_bone_ik(hip: np.ndarray, knee: np.ndarray, ankle: np.ndarray, target: np
     return Q_hip, Q_knee
 
 
-def stance_weights(P: np.ndarray, rest: np.ndarray, fps: float, cfg: FootLockConfig
-                   ) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
+def stance_weights(P: np.ndarray, rest: np.ndarray, fps: float, cfg: FootLockConfig,
+                   predicted: np.ndarray | None = None) -> tuple[np.ndarray, list[list[tuple[int, int]]]]:
     """(T, 2) weights 0..1 of the left and right foot being planted (ramped in and out), and the stance
-    segments [start, end) per side, from world joints P (T, J, 3)."""
+    segments [start, end) per side, from world joints P (T, J, 3), or from ``predicted`` (T, 4) contacts
+    of skeleton.CONTACT_JOINTS (a foot is planted when its ankle or ball is in contact)."""
     flat = ct.sole_heights(rest)
     weights = np.zeros((len(P), 2))
     segments: list[list[tuple[int, int]]] = [[], []]
@@ -98,6 +100,8 @@ def stance_weights(P: np.ndarray, rest: np.ndarray, fps: float, cfg: FootLockCon
 
             path = smooth(path, fps, cfg.smoothing)
         planted = ct.label(path, fps, flat[[ci]], speed=cfg.speed, height=cfg.height)[:, 0]
+        if predicted is not None:
+            planted = predicted[:, ci] | predicted[:, sk.CONTACT_JOINTS.index(f"{side}_foot")]
         for a, b in _segments(planted, cfg.min_frames):
             segments[s].append((a, b))
             ramp = np.ones(b - a)
@@ -123,9 +127,11 @@ def pinned_root(P: np.ndarray, root: np.ndarray, weights: np.ndarray, amount: fl
 
 
 def lock_feet(R_local: np.ndarray, root: np.ndarray, rest: np.ndarray, fps: float,
-              cfg: FootLockConfig = FootLockConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              cfg: FootLockConfig = FootLockConfig(), predicted: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Local rotations (T, J, 3, 3) with the root's world orientation, world root (T, 3), rest offsets
-    (J, 3) -> (new local rotations, new world root, stance mask (T, 2) for left and right)."""
+    (J, 3) -> (new local rotations, new world root, stance mask (T, 2) for left and right). ``predicted``
+    (T, 4) contacts, when given, decide the stance (see :func:`stance_weights`)."""
     R_local = np.array(R_local, np.float64)
     root = np.array(root, np.float64)
     rest = np.asarray(rest, np.float64)
@@ -134,7 +140,7 @@ def lock_feet(R_local: np.ndarray, root: np.ndarray, rest: np.ndarray, fps: floa
     stance = np.zeros((len(P), 2), bool)
     if cfg.strength <= 0 or len(P) < cfg.min_frames:
         return R_local, root, stance
-    weights, segments = stance_weights(P, rest, fps, cfg)
+    weights, segments = stance_weights(P, rest, fps, cfg, predicted)
     if cfg.pin_root > 0:
         root = pinned_root(P, root, weights, cfg.pin_root)
         Rw, P = sk.forward_kinematics(R_local, root, rest)

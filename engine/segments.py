@@ -88,12 +88,15 @@ def trajectory_per_shot(stage, track, motion, clip, report, shot: np.ndarray):
             parts[k] = Trajectory(root_world=np.repeat(src.root_world[row:][:1], n, 0),
                                   root_orient_world=np.repeat(src.root_orient_world[row:][:1], n, 0),
                                   camera_extrinsics=np.repeat(src.camera_extrinsics[row:][:1], n, 0),
-                                  camera_static=src.camera_static, info={"empty_shot": True})
+                                  camera_static=src.camera_static, info={"empty_shot": True},
+                                  contacts=None if src.contacts is None else np.zeros((n, 4), bool))
+    with_contacts = all(p.contacts is not None for p in parts)
     return Trajectory(root_world=np.concatenate([p.root_world for p in parts]),
                       root_orient_world=np.concatenate([p.root_orient_world for p in parts]),
                       camera_extrinsics=np.concatenate([p.camera_extrinsics for p in parts]),
                       camera_static=all(p.camera_static for p in parts),
-                      info={**parts[good[0]].info, "shots": [p.info for p in parts]})
+                      info={**parts[good[0]].info, "shots": [p.info for p in parts]},
+                      contacts=np.concatenate([p.contacts for p in parts]) if with_contacts else None)
 
 
 def clamp_path(x: np.ndarray, step: float) -> np.ndarray:

@@ -113,11 +113,12 @@ def validate(net: TPDenoiser, val: list[tuple[np.ndarray, np.ndarray]], abar: np
     net.eval()
     errs, zero_errs, vel_errs, contact_acc = [], [], [], []
     for c, x in val:
-        cn = net.norm_c(torch.as_tensor(c))[None]
+        cn = net.norm_c(torch.as_tensor(c))
+        W = min(net.cfg.window, len(c))
 
         def predict(xw, t, starts):
-            out = net(torch.as_tensor(xw, dtype=torch.float32), torch.full((len(starts),), t), cn)
-            return out.numpy()
+            cw = torch.stack([cn[s:s + W] for s in starts])
+            return net(torch.as_tensor(xw, dtype=torch.float32), torch.full((len(starts),), t), cw).numpy()
 
         xn = df.ddim_sample(predict, len(c), x.shape[1], abar, steps=steps, window=net.cfg.window, overlap=30)
         xp = net.denorm_x(torch.as_tensor(xn, dtype=torch.float32)).numpy()

@@ -82,3 +82,20 @@ def test_pinned_root_takes_the_planted_feet_slide_out_of_the_root():
     assert np.array_equal(pinned[:, 2], root[:, 2])                      # height untouched
     half = pinned_root(P, root, np.ones((T, 2)), 0.5)
     assert np.allclose(np.diff(half[:, :2], axis=0), 0.5 * np.diff(root[:, :2], axis=0))
+
+
+def test_predicted_contacts_decide_the_stance():
+    """Contacts from the trajectory stage (TP) replace the foot-speed test: a foot marked in contact is
+    held within 5 mm even while the estimate swings it, and one marked free is left alone."""
+    T = 60
+    R, root, rest = _standing(T)
+    predicted = np.zeros((T, 4), bool)
+    predicted[:, 2:] = True                       # right foot planted throughout
+    predicted[:20, :2] = True                     # left foot planted for the first 20 frames only
+    _, before = sk.forward_kinematics(R, root, rest)
+    R2, _, stance = lock_feet(R, root, rest, FPS, FootLockConfig(pin_root=0.0), predicted=predicted)
+    _, after = sk.forward_kinematics(R2, root, rest)
+    assert stance[:20, 0].all() and not stance[20:, 0].any() and stance[:, 1].all()
+    ra, la = sk.INDEX["right_ankle"], sk.INDEX["left_ankle"]
+    assert np.linalg.norm(np.diff(after[4:56, ra], axis=0), axis=1).max() < 0.005
+    assert np.allclose(after[25:, la], before[25:, la], atol=1e-9)   # free (by the prediction) = untouched

@@ -203,3 +203,25 @@ def test_listing_stages_loads_no_heavy_library():
             "print(sorted(m for m in ('torch', 'mediapipe', 'cv2', 'scipy', 'anny') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_stage_options_from_the_command_line():
+    from engine.cli import build_parser, parse_stage_options, run_options
+
+    assert parse_stage_options(["trajectory.steps=20", "trajectory.evidence=false", "body.smoothing=0.1",
+                                "keypoints.person=largest"]) == {
+        "trajectory": {"steps": 20, "evidence": False}, "body": {"smoothing": 0.1}, "keypoints": {"person": "largest"}}
+    for bad in ("steps=20", "camera.steps=1", "trajectory.=1", "trajectory.steps"):
+        with pytest.raises(EngineError, match="KIND.KEY=VALUE"):
+            parse_stage_options([bad])
+
+    def opts(*extra):
+        return run_options(build_parser().parse_args(["run", str(SAMPLE), "--out", "o.npz", *extra]))
+
+    o = opts("--trajectory", "perspective", "--option", "trajectory.depth_smoothing=0.5")
+    assert o.trajectory.options == {"depth_smoothing": 0.5}
+    with pytest.raises(EngineError, match="no setting 'steps'"):
+        opts("--trajectory", "perspective", "--option", "trajectory.steps=3")
+    with pytest.raises(EngineError, match="Bad option"):          # the type is checked when the stage is built
+        stages.build("trajectory", "perspective", "cpu", opts("--trajectory", "perspective", "--option",
+                                                              "trajectory.depth_smoothing=\"x\"").trajectory.options)

@@ -68,3 +68,5 @@ class Trajectory:
     camera_extrinsics: np.ndarray   # (T, 4, 4) world -> OpenCV camera
     camera_static: bool
     info: dict = field(default_factory=dict)
+    # (T, 4) bool foot contacts of skeleton.CONTACT_JOINTS predicted by the trajectory stage, if it does
+    contacts: np.ndarray | None = None

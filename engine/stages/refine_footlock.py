@@ -35,7 +35,8 @@ class FootLockRefine:
         report(0, 1)
         R = np.array(motion.rotations, np.float64)
         R[:, 0] = traj.root_orient_world
-        R_new, root_w, stance = lock_feet(R, traj.root_world, motion.rest_offsets, clip.fps, self.cfg)
+        predicted = traj.contacts if self.cfg.use_predicted else None
+        R_new, root_w, stance = lock_feet(R, traj.root_world, motion.rest_offsets, clip.fps, self.cfg, predicted)
         R_new[:, 0] = motion.rotations[:, 0]             # the body-camera root stays (the trajectory's wins)
         R_new = R_new.astype(np.float32)
         _, joints = sk.forward_kinematics(R_new, np.asarray(motion.root, np.float32),

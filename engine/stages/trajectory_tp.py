@@ -135,7 +135,7 @@ class TPTrajectory:
         x = self.sample(cond, evidence, weights, step)
         path30 = rp.integrate(x, yaw, rp.FPS, root30[0])
         root_w = rp.resample(path30, rp.FPS, fps, T)
-        contacts = rp.resample((x[:, rp.CONTACT] > 0).astype(np.float32), rp.FPS, fps, T) > 0.5
+        contacts = rp.resample((x[:, rp.CONTACT] > 0).astype(np.float32), rp.FPS, fps, T) > 0.5   # (T, 4)
         E = base.camera_extrinsics.copy()
         if not static:   # keep the body where it was seen: X_cam = R X_world + t, so t = X_cam - R X_world
             root_cam = np.einsum("tab,tb->ta", E[:, :3, :3], base.root_world) + E[:, :3, 3]
@@ -145,4 +145,4 @@ class TPTrajectory:
                       "evidence_weight_mean": None if weights is None else float(np.mean(weights)),
                       "contact_rate": float(contacts.mean()) if len(contacts) else 0.0}
         return Trajectory(root_world=root_w, root_orient_world=base.root_orient_world, camera_extrinsics=E,
-                          camera_static=static, info=info)
+                          camera_static=static, info=info, contacts=contacts)
