@@ -4,7 +4,8 @@ World frame (Z up, floor at 0), vm24 skeleton. Per side, frames where the foot i
 slow (engine.contacts.label with looser thresholds than the output labels: the estimate is noisier
 than mocap) form stance segments; during a segment the ankle is held at one point (its median over the
 segment, at its flat-foot height); hip and knee turn so the ankle reaches it (the knee stays in its own
-bending plane), the ankle keeps its world orientation so the foot does not tilt; the correction fades
+bending plane), the foot holds one world orientation over the segment (the mean of its estimated
+ones, so the ball of the foot stays put too; ``hold_orientation``); the correction fades
 in and out over ``blend`` frames. Before that, the slide of the planted feet is taken out of the root's
 horizontal path (``pin_root``): a body does not move while its standing foot stays put.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from . import contacts as ct
 from . import skeleton as sk
@@ -29,6 +31,7 @@ class FootLockConfig:
     smoothing: float = 0.3      # s, filter of the foot path before deciding what is planted
     pin_root: float = 1.0       # 0..1: how much a planted foot's slide is taken out of the root's path
     use_predicted: bool = True  # stance from the trajectory stage's predicted contacts when it gives them
+    hold_orientation: bool = True  # a planted foot keeps its segment's mean world orientation
 
 
 def _segments(mask: np.ndarray, min_len: int) -> list[tuple[int, int]]:
@@ -149,10 +152,13 @@ def lock_feet(R_local: np.ndarray, root: np.ndarray, rest: np.ndarray, fps: floa
         hip, knee, ankle = I[f"{side}_hip"], I[f"{side}_knee"], I[f"{side}_ankle"]
         ci = sk.CONTACT_JOINTS.index(f"{side}_ankle")
         target = P[:, ankle].copy()
+        foot_R = Rw[:, ankle].copy()                     # the foot's world orientation to reach
         for a, b in segments[s]:
             stance[a:b, s] = True
             target[a:b, :2] = np.median(P[a:b, ankle, :2], axis=0)
             target[a:b, 2] = flat[ci]
+            if cfg.hold_orientation:
+                foot_R[a:b] = Rotation.from_matrix(Rw[a:b, ankle]).mean().as_matrix()
         weight = weights[:, s] * cfg.strength
         on = weight > 0
         if not on.any():
@@ -164,5 +170,8 @@ def lock_feet(R_local: np.ndarray, root: np.ndarray, rest: np.ndarray, fps: floa
         Rw_knee = Q_hip @ Q_knee @ Rw[on, knee]
         R_local[on, hip] = np.swapaxes(Rw[on, parent], -1, -2) @ Rw_hip
         R_local[on, knee] = np.swapaxes(Rw_hip, -1, -2) @ Rw_knee
-        R_local[on, ankle] = np.swapaxes(Rw_knee, -1, -2) @ Rw[on, ankle]   # the foot keeps its orientation
+        # the foot turns toward its held orientation as far as the weight says (slerp from the estimate)
+        turn = Rotation.from_matrix(foot_R[on] @ np.swapaxes(Rw[on, ankle], -1, -2)).as_rotvec()
+        Rw_foot = Rotation.from_rotvec(turn * weight[on, None]).as_matrix() @ Rw[on, ankle]
+        R_local[on, ankle] = np.swapaxes(Rw_knee, -1, -2) @ Rw_foot
     return R_local, root, stance
