@@ -32,6 +32,7 @@ class FootLockConfig:
     pin_root: float = 1.0       # 0..1: how much a planted foot's slide is taken out of the root's path
     use_predicted: bool = True  # stance from the trajectory stage's predicted contacts when it gives them
     hold_orientation: bool = True  # a planted foot keeps its segment's mean world orientation
+    pin_smoothing: float = 0.3  # s, low-pass of the root correction from pin_root (0 = off)
 
 
 def _segments(mask: np.ndarray, min_len: int) -> list[tuple[int, int]]:
@@ -115,9 +116,12 @@ def stance_weights(P: np.ndarray, rest: np.ndarray, fps: float, cfg: FootLockCon
     return weights, segments
 
 
-def pinned_root(P: np.ndarray, root: np.ndarray, weights: np.ndarray, amount: float) -> np.ndarray:
+def pinned_root(P: np.ndarray, root: np.ndarray, weights: np.ndarray, amount: float, fps: float = 30.0,
+                smoothing: float = 0.0) -> np.ndarray:
     """The root's horizontal path with the planted feet's slide taken out: each frame the root moves as
-    before minus the (stance-weighted) horizontal motion of the planted ankles."""
+    before minus the (stance-weighted) horizontal motion of the planted ankles. ``smoothing`` (s) low-passes
+    the accumulated correction: it removes the slow drift without passing the legs' estimate noise
+    (frame-to-frame wobble of the ankles) on to the whole body."""
     ankles = P[:, [sk.INDEX["left_ankle"], sk.INDEX["right_ankle"]], :2]      # (T, 2, 2)
     step = np.diff(ankles, axis=0)                                           # (T-1, 2, 2)
     w = np.minimum(weights[1:], weights[:-1])                                # (T-1, 2)
@@ -125,7 +129,12 @@ def pinned_root(P: np.ndarray, root: np.ndarray, weights: np.ndarray, amount: fl
     slide = (w[..., None] * step).sum(1) / np.maximum(total, 1e-9)           # (T-1, 2)
     slide *= np.minimum(total, 1.0) * amount
     out = np.array(root, np.float64)
-    out[1:, :2] -= np.cumsum(slide, axis=0)
+    correction = np.cumsum(slide, axis=0)
+    if smoothing > 0 and len(correction) > 3:
+        from .trajectory import smooth
+
+        correction = smooth(correction, fps, smoothing)
+    out[1:, :2] -= correction
     return out
 
 
@@ -145,7 +154,7 @@ def lock_feet(R_local: np.ndarray, root: np.ndarray, rest: np.ndarray, fps: floa
         return R_local, root, stance
     weights, segments = stance_weights(P, rest, fps, cfg, predicted)
     if cfg.pin_root > 0:
-        root = pinned_root(P, root, weights, cfg.pin_root)
+        root = pinned_root(P, root, weights, cfg.pin_root, fps, cfg.pin_smoothing)
         Rw, P = sk.forward_kinematics(R_local, root, rest)
     I = sk.INDEX
     for s, side in enumerate(("left", "right")):
