@@ -246,18 +246,22 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
                    valid: np.ndarray, fps: float | None = None) -> tuple[WorldFrame, dict]:
     """Up direction and ground from foot points (T, F, 3) and torso directions (T, 3), camera frame.
 
-    The v1 estimate (torso up, a robust plane through the lowest foot points when they span an area,
-    the ground where the lowest foot point rests in the slower half of the frames), plus a sanity check:
-    a camera height outside ``CAMERA_HEIGHT`` or a pelvis less than 0.4 m above that ground puts the
-    ground one leg length (0.9 m) below the median pelvis instead (``info["ground_suspect"]``).
+    1. The up prior: the mean torso direction (at most 35 degrees from the camera's own up).
+    2. The floor's orientation, when the feet span an area (a person who walks around): RANSAC over the
+       still feet (``contact_points``, ``ransac_floor``): the plane within 20 degrees of the prior that
+       the most contact points lie on, so frames of a jump, a mis-detection or a box top do not tilt it
+       (``info["up_source"] = "ground_ransac"``); the v1 trimmed plane fit when RANSAC finds no plane
+       with enough support (``"ground_plane"``); the torso prior when the feet stay in one place.
+    3. The floor's level along that up: the lowest level the contact points consistently rest on
+       (``lowest_level``: the floor, not the top of a box the person stood on), so that feet in contact
+       are at z = 0.
+    4. A sanity check: a camera height outside ``CAMERA_HEIGHT`` or a pelvis less than 0.4 m above that
+       floor puts it one leg length (0.9 m) below the median pelvis instead (``info["ground_suspect"]``).
 
-    Not wired in yet (see docs/benchmarks.md): ``ransac_floor`` + ``lowest_level`` find the floor under
-    a box the person stood on (tests/test_ground.py), but on the bundled sample walk RANSAC's normal
-    tilted the floor (feet 35 cm above it at one end), and choosing between them needs more than the
-    time there was. ``fps`` is for ``contact_points`` then.
+    ``fps`` (when known) lets ``contact_points`` call a foot still by its speed (engine.contacts.SPEED).
     """
     info: dict = {}
-    v = valid & np.all(np.isfinite(torso_up_cam), -1)
+    v = valid & np.all(np.isfinite(torso_up_cam), -1) & np.all(np.isfinite(foot_cam), axis=(1, 2))
     up = np.nanmean(torso_up_cam[v], axis=0) if v.any() else np.array([0.0, -1.0, 0.0])
     up = up / np.linalg.norm(up)
     # tilt of the torso prior is limited to 35 degrees from the camera's own up (-y)
@@ -276,16 +280,18 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
         low = fv[np.arange(len(fv)), np.argmin(h, axis=1)]  # (Tv, 3)
         horiz = low - np.outer(low @ up, up)
         spread = np.linalg.svd(horiz - horiz.mean(0), compute_uv=False)[:2] / np.sqrt(max(len(low), 1))
+        pts = contact_points(fv, up, fps)
         if len(low) >= 20 and spread[1] > 0.25:
-            up = _plane_fit(fv, up)
-            info["up_source"] = "ground_plane"
-        h_low = low @ up
-        if len(low) >= 4:
-            speed = np.r_[0.0, np.linalg.norm(np.diff(low, axis=0), axis=-1)]
-            slow = speed <= np.quantile(speed, 0.5)
-            ground_h = float(np.median(h_low[slow]))
-        else:
-            ground_h = float(np.median(h_low))
+            found = ransac_floor(pts, up)
+            if found is not None:
+                up = found[0]
+                info["up_source"] = "ground_ransac"
+                info["floor_support"] = round(found[2] / len(pts), 3)
+            else:
+                up = _plane_fit(fv, up)
+                info["up_source"] = "ground_plane"
+            pts = contact_points(fv, up, fps)   # the still feet along the floor's own up
+        ground_h = lowest_level(pts @ up)
         info["ground_source"] = "feet"
     else:
         ground_h = float(np.nanmin(pelvis_cam @ up)) - 0.95
