@@ -136,6 +136,9 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     traj = segments.trajectory_per_shot(build_stage("trajectory", opts.trajectory, device), track, motion, clip,
                                         stage_report(proto, "trajectory"), np.zeros(len(track), np.int32)
                                         if shot is None else shot)
+    # the feet in contact onto z = 0 (per shot; the world frame moves, the camera with it)
+    traj, shifts = segments.settle_on_floor(motion, traj, clip.fps, shot)
+    traj.info["floor_shift_m"] = [round(d, 4) for d in shifts]
     for choice in opts.refine:
         motion, traj = build_stage("refine", choice, device)(motion, traj, clip, stage_report(proto, "refine"))
     suspect = [i["ground_suspect"] for i in traj.info.get("shots", [traj.info]) if i.get("ground_suspect")]
