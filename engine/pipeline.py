@@ -238,6 +238,12 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     options.check_numbers(opts.job)
     options.check_numbers(opts.camera)
     out = options.check_output(opts.job.out, opts.job.video)
+    # temporary files a killed earlier run left next to the output (never a live writer's: result.py)
+    from .result import remove_stale_temps
+
+    stale = remove_stale_temps(out.parent, time.time())
+    if stale:
+        log.info("removed %d stale temporary file(s) next to the output: %s", len(stale), ", ".join(stale))
     if opts.device not in ("auto", "cpu", "cuda"):
         raise EngineError("usage", f"Unknown device {opts.device!r}: use auto, cpu or cuda.")
     if opts.device == "cuda":
