@@ -146,7 +146,7 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
         warn("floor_uncertain", f"The floor found under the feet was implausible ({suspect[0]}); it was put one "
                                 "leg length below the pelvis instead.")
     # segments.floor_lift (no body more than 5 cm below the floor) is not applied: on the dev set it made
-    # WA-MPJPE100 worse (275.9 vs 269.8 mm without it; docs/benchmarks.md)
+    # WA-MPJPE100 worse (241.1 vs 238.1 mm without it, after settle_on_floor; docs/benchmarks.md)
     traj.root_world, moved = segments.limit_speed(traj.root_world, clip.fps, shot)
     if moved:
         warn("root_speed_limited", f"The body's path moved faster than {segments.MAX_SPEED:g} m/s around "

@@ -5,6 +5,8 @@ that never moves faster than a person can.
   landmarks, zero visibility), so every later stage fills them from the frames around them.
 - ``trajectory_per_shot``: the trajectory stage runs on each shot (between cuts) on its own; each shot
   gets its own world frame (origin below its first pelvis, its own camera), so no path joins two shots.
+- ``settle_on_floor``: each shot's world moved up or down (root and camera together) so that the
+  skeleton's feet in contact rest on z = 0; applied by the pipeline before the refine stages.
 - ``floor_lift``: no body more than 5 cm below the floor (z = 0): the root raised (smoothly) where it would
   be. Not applied by the pipeline: it made dev-set WA-MPJPE100 worse (docs/benchmarks.md).
 - ``limit_speed``: within a shot the root's speed is capped (``MAX_SPEED``, 12 m/s: faster than a

@@ -5,8 +5,9 @@ For a static camera:
    of the camera so that they project onto the 2D landmarks: a linear least-squares problem in ``t``
    (each point gives ``f (X + tx) = (u - cx)(Z + tz)`` and the same for y), visibility weighted;
 2. ``t`` is smoothed over short windows (depth more than image position);
-3. the up direction is the mean torso direction, refined by a plane through the lowest foot points
-   when the person moves around enough to span a plane; the ground is where the feet rest;
+3. the up direction is the mean torso direction, refined by the floor plane when the person moves
+   around enough to span one (RANSAC over the still feet: jumps and mis-detections do not tilt it);
+   the ground is the lowest level the still feet consistently rest on (not a box top);
 4. the world: Z up, origin on the ground below the first pelvis, +Y the camera's horizontal view axis.
 
 Moving cameras are not handled yet: the motion is then relative to the camera (a warning says so).

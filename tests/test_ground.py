@@ -44,7 +44,7 @@ def floor_error(wf, feet_cam, on_floor):
 
 
 def test_ransac_and_lowest_level_find_the_floor_under_a_box():
-    """The pieces for a box-robust floor (not wired into estimate_world yet): RANSAC's plane is the
+    """The pieces of the box-robust floor (used by estimate_world): RANSAC's plane is the
     floor's orientation, the lowest supported level along it is the floor, whoever stood on the box."""
     for share in (0.0, 0.3, 0.6):
         feet, torso, pelvis, up = scene(share)
