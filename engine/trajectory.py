@@ -130,6 +130,7 @@ GROUND_TOL = 0.04        # m, a contact point within this of a plane supports it
 STEP = 0.15              # m, a lower level this far below the densest one is another floor (under a box)
 MIN_SUPPORT = 0.15       # share of the contact points a floor level needs (and at least 8 points)
 CAMERA_HEIGHT = (0.3, 6.0)  # m, plausible camera heights above the floor (outside: the floor is suspect)
+FLOOR_AGREE_DEG = 5.0    # RANSAC's floor and the v1 plane fit closer than this: RANSAC's (the more precise)
 
 
 def _levels(h: np.ndarray) -> tuple[float, float]:
@@ -205,6 +206,14 @@ def ransac_floor(pts: np.ndarray, up: np.ndarray, *, tol: float = GROUND_TOL, ma
     return nrm, d0, int((np.abs(pts @ nrm - d0) < tol).sum())
 
 
+def plane_support(pts: np.ndarray, normal: np.ndarray, tol: float = GROUND_TOL) -> int:
+    """How many points (N, 3) the best slab of thickness ``2 tol`` perpendicular to ``normal`` holds."""
+    h = np.sort(pts @ normal)
+    if len(h) == 0:
+        return 0
+    return int((np.searchsorted(h, h + 2 * tol, "right") - np.arange(len(h))).max())
+
+
 def _plane_fit(foot: np.ndarray, up: np.ndarray) -> np.ndarray:
     """The v1 plane fit: through the lowest foot point of each frame, keeping the lower 60 % of the
     residuals twice; a normal more than 20 degrees from ``up`` is not taken."""
@@ -252,7 +261,9 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
        still feet (``contact_points``, ``ransac_floor``): the plane within 20 degrees of the prior that
        the most contact points lie on, so frames of a jump, a mis-detection or a box top do not tilt it
        (``info["up_source"] = "ground_ransac"``); the v1 trimmed plane fit when RANSAC finds no plane
-       with enough support (``"ground_plane"``); the torso prior when the feet stay in one place.
+       with enough support, or when the two disagree by more than ``FLOOR_AGREE_DEG`` and RANSAC's
+       plane does not hold clearly more contact points (``"ground_plane"``, ``info["floor_ambiguous"]``);
+       the torso prior when the feet stay in one place.
     3. The floor's level along that up: the lowest level the contact points consistently rest on
        (``lowest_level``: the floor, not the top of a box the person stood on), so that feet in contact
        are at z = 0.
@@ -284,13 +295,19 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
         pts = contact_points(fv, up, fps)
         if len(low) >= 20 and spread[1] > 0.25:
             found = ransac_floor(pts, up)
+            plane = _plane_fit(fv, up)
+            up, info["up_source"] = plane, "ground_plane"
             if found is not None:
-                up = found[0]
-                info["up_source"] = "ground_ransac"
-                info["floor_support"] = round(found[2] / len(pts), 3)
-            else:
-                up = _plane_fit(fv, up)
-                info["up_source"] = "ground_plane"
+                # RANSAC's plane, unless it disagrees with the v1 fit without explaining clearly more of
+                # the still feet: then the tilt is not determined by them (feet along a narrow strip, as
+                # in a jumping-jack clip: two planes 15 degrees apart held the same 50 of 103 points)
+                k_r, k_p = plane_support(pts, found[0]), plane_support(pts, plane)
+                agree = np.degrees(np.arccos(np.clip(found[0] @ plane, -1, 1))) <= FLOOR_AGREE_DEG
+                if agree or k_r >= k_p + max(4, int(0.1 * len(pts))):
+                    up, info["up_source"] = found[0], "ground_ransac"
+                else:
+                    info["floor_ambiguous"] = f"RANSAC and the plane fit disagree (support {k_r} vs {k_p} of {len(pts)})"
+                info["floor_support"] = round(max(k_r, k_p) / len(pts), 3)
             pts = contact_points(fv, up, fps)   # the still feet along the floor's own up
         ground_h = lowest_level(pts @ up)
         info["ground_source"] = "feet"
