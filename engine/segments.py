@@ -238,7 +238,7 @@ def settle_on_floor(motion, traj, fps: float, shot: np.ndarray | None = None, *,
 
     The floor of the trajectory stage is where its foot *anchors* rest; the result's contacts are the
     skeleton's foot points at their flat-foot heights (engine.contacts). Per shot, the still foot points
-    (slower than ``contacts.SPEED``; else the slower half) give each frame's lowest one, and the lowest
+    (slower than ``contacts.SPEED``; a shot with too few such frames is left) give each frame's lowest one, and the lowest
     level they consistently rest on (``trajectory.lowest_level``) is taken to z = 0: a change of the
     world frame (root and camera move together, so the image fit is unchanged; a constant per shot, so
     no jitter is added). A shot whose floor came from the pelvis (``ground_source``), or whose shift would
@@ -265,7 +265,8 @@ def settle_on_floor(motion, traj, fps: float, shot: np.ndarray | None = None, *,
         speed = np.linalg.norm(np.gradient(feet[sl], axis=0), axis=-1) * fps        # (n, C)
         still = speed < ct.SPEED
         if still.any(1).sum() < max(8, 0.1 * (sl.stop - sl.start)):
-            still = speed <= np.quantile(speed, 0.5)
+            shifts.append(0.0)   # feet hardly ever still (a jumping dancer): nothing to settle them on
+            continue
         h = np.where(still, above[sl], np.inf).min(1)
         h = h[np.isfinite(h)]
         if len(h) == 0:
