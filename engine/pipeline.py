@@ -136,6 +136,9 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     traj = segments.trajectory_per_shot(build_stage("trajectory", opts.trajectory, device), track, motion, clip,
                                         stage_report(proto, "trajectory"), np.zeros(len(track), np.int32)
                                         if shot is None else shot)
+    # the feet in contact onto z = 0 (per shot; the world frame moves, the camera with it)
+    traj, shifts = segments.settle_on_floor(motion, traj, clip.fps, shot)
+    traj.info["floor_shift_m"] = [round(d, 4) for d in shifts]
     for choice in opts.refine:
         motion, traj = build_stage("refine", choice, device)(motion, traj, clip, stage_report(proto, "refine"))
     suspect = [i["ground_suspect"] for i in traj.info.get("shots", [traj.info]) if i.get("ground_suspect")]
@@ -143,7 +146,7 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
         warn("floor_uncertain", f"The floor found under the feet was implausible ({suspect[0]}); it was put one "
                                 "leg length below the pelvis instead.")
     # segments.floor_lift (no body more than 5 cm below the floor) is not applied: on the dev set it made
-    # WA-MPJPE100 worse (275.9 vs 269.8 mm without it; docs/benchmarks.md)
+    # WA-MPJPE100 worse (241.1 vs 238.1 mm without it, after settle_on_floor; docs/benchmarks.md)
     traj.root_world, moved = segments.limit_speed(traj.root_world, clip.fps, shot)
     if moved:
         warn("root_speed_limited", f"The body's path moved faster than {segments.MAX_SPEED:g} m/s around "
@@ -235,6 +238,12 @@ def run(opts: RunOptions, proto: Protocol) -> dict:
     options.check_numbers(opts.job)
     options.check_numbers(opts.camera)
     out = options.check_output(opts.job.out, opts.job.video)
+    # temporary files a killed earlier run left next to the output (never a live writer's: result.py)
+    from .result import remove_stale_temps
+
+    stale = remove_stale_temps(out.parent, time.time())
+    if stale:
+        log.info("removed %d stale temporary file(s) next to the output: %s", len(stale), ", ".join(stale))
     if opts.device not in ("auto", "cpu", "cuda"):
         raise EngineError("usage", f"Unknown device {opts.device!r}: use auto, cpu or cuda.")
     if opts.device == "cuda":

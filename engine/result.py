@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import tempfile
 import zipfile
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from .options import TEMP_PREFIX, TEMP_SUFFIX
 
 FORMAT_NAME = "video_mocap.result"
 FORMAT_VERSION = 1
@@ -66,6 +69,10 @@ OPTIONAL_FIELDS: dict[str, tuple[str, tuple]] = {
 }
 
 
+# Temporary names: TEMP_PREFIX + tempfile's 8 random characters + TEMP_SUFFIX (engine/options.py)
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX))
+
+
 class ResultFormatError(ValueError):
     pass
 
@@ -80,8 +87,11 @@ def write_result(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
     folder = path.parent if str(path.parent) else Path(".")
     # A short temporary name (any legal target name leaves room for it), created 0600 by mkstemp and
     # given the mode a plain open() would: the replaced file's mode, else 0666 minus the umask.
-    fd, tmp = tempfile.mkstemp(prefix=".vm-", suffix=".tmp", dir=folder)
+    # While it exists it is locked (flock): ``remove_stale_temps`` tells a live writer's temp from one
+    # left by a killed writer (the kernel drops the lock with the process, SIGKILL included).
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)
     try:
+        _lock(fd, block=True)
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)
         except OSError:
@@ -100,6 +110,60 @@ def write_result(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
         raise
     _fsync_folder(folder)
     return path
+
+
+def _lock(fd: int, *, block: bool) -> bool:
+    """An exclusive flock on ``fd``; False when another process holds it (non-blocking). Always True
+    where flock does not exist (no cleanup is attempted there)."""
+    try:
+        import fcntl
+    except ImportError:   # not POSIX
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike, before: float) -> list[str]:
+    """Remove the temporary files ``write_result`` left in ``folder`` when its process was killed while
+    writing: names of its own pattern only (``.vm-XXXXXXXX.tmp``), regular files of this user, last
+    modified before ``before`` (a time.time(); the start of the current run) and not locked by a live
+    writer. Returns the names removed; problems (a file gone meanwhile, no permission) are skipped."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return []
+    removed: list[str] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMP_NAME.fullmatch(name):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_mtime >= before or st.st_uid != os.getuid():
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            same = os.fstat(fd)
+            if (same.st_ino, same.st_dev) != (st.st_ino, st.st_dev) or not _lock(fd, block=False):
+                continue   # replaced meanwhile, or a live writer holds it
+            cur = os.lstat(path)
+            if (cur.st_ino, cur.st_dev) == (st.st_ino, st.st_dev):
+                os.unlink(path)
+                removed.append(name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _umask() -> int:

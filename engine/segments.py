@@ -5,6 +5,8 @@ that never moves faster than a person can.
   landmarks, zero visibility), so every later stage fills them from the frames around them.
 - ``trajectory_per_shot``: the trajectory stage runs on each shot (between cuts) on its own; each shot
   gets its own world frame (origin below its first pelvis, its own camera), so no path joins two shots.
+- ``settle_on_floor``: each shot's world moved up or down (root and camera together) so that the
+  skeleton's feet in contact rest on z = 0; applied by the pipeline before the refine stages.
 - ``floor_lift``: no body more than 5 cm below the floor (z = 0): the root raised (smoothly) where it would
   be. Not applied by the pipeline: it made dev-set WA-MPJPE100 worse (docs/benchmarks.md).
 - ``limit_speed``: within a shot the root's speed is capped (``MAX_SPEED``, 12 m/s: faster than a
@@ -220,3 +222,66 @@ def floor_lift(motion, traj, tol: float = 0.03, slack: float = 0.02) -> tuple[np
     out = root.copy()
     out[:, 2] += lift
     return out, float(lift.max())
+
+
+def _world_joints(motion, traj) -> np.ndarray:
+    """(T, J, 3) world joints: the body's local rotations under the trajectory's root."""
+    from . import skeleton as sk
+
+    rotations = np.array(motion.rotations, np.float64)
+    rotations[:, 0] = traj.root_orient_world
+    _, joints = sk.forward_kinematics(rotations, np.asarray(traj.root_world, np.float64),
+                                      np.asarray(motion.rest_offsets, np.float64))
+    return np.asarray(joints, np.float64)
+
+
+def settle_on_floor(motion, traj, fps: float, shot: np.ndarray | None = None, *,
+                    max_shift: float = 0.3) -> tuple[object, list[float]]:
+    """The world of each shot moved up or down so that the skeleton's feet in contact rest on z = 0.
+
+    The floor of the trajectory stage is where its foot *anchors* rest; the result's contacts are the
+    skeleton's foot points at their flat-foot heights (engine.contacts). Per shot, the still foot points
+    (slower than ``contacts.SPEED``; a shot with too few such frames is left) give each frame's lowest one, and the lowest
+    level they consistently rest on (``trajectory.lowest_level``) is taken to z = 0: a change of the
+    world frame (root and camera move together, so the image fit is unchanged; a constant per shot, so
+    no jitter is added). A shot whose floor came from the pelvis (``ground_source``), or whose shift would
+    exceed ``max_shift``, is left as it is. Returns the trajectory and the shift of each shot (m, 0 for
+    those left)."""
+    from . import contacts as ct
+    from . import skeleton as sk
+    from .trajectory import lowest_level
+
+    shot = np.zeros(len(traj.root_world), np.int32) if shot is None else np.asarray(shot)
+    infos = traj.info.get("shots", [traj.info])
+    joints = _world_joints(motion, traj)
+    idx = [sk.INDEX[n] for n in sk.CONTACT_JOINTS]
+    feet = joints[:, idx]                                                     # (T, C, 3)
+    above = feet[..., 2] - ct.sole_heights(np.asarray(motion.rest_offsets, np.float64))[None]
+    root = np.array(traj.root_world, np.float64)
+    E = np.array(traj.camera_extrinsics, np.float64)
+    shifts: list[float] = []
+    for k, sl in enumerate(shot_slices(shot)):
+        info = infos[k] if k < len(infos) else {}
+        if info.get("ground_source", "feet") != "feet" or info.get("empty_shot") or sl.stop - sl.start < 4:
+            shifts.append(0.0)
+            continue
+        speed = np.linalg.norm(np.gradient(feet[sl], axis=0), axis=-1) * fps        # (n, C)
+        still = speed < ct.SPEED
+        if still.any(1).sum() < max(8, 0.1 * (sl.stop - sl.start)):
+            shifts.append(0.0)   # feet hardly ever still (a jumping dancer): nothing to settle them on
+            continue
+        h = np.where(still, above[sl], np.inf).min(1)
+        h = h[np.isfinite(h)]
+        if len(h) == 0:
+            shifts.append(0.0)
+            continue
+        d = lowest_level(h)
+        if abs(d) > max_shift:
+            shifts.append(0.0)
+            continue
+        root[sl, 2] -= d
+        E[sl, :3, 3] += d * E[sl, :3, 2]      # p_cam = R (p' + d z) + t: the camera moves with the world
+        shifts.append(float(d))
+    out = dataclasses.replace(traj, root_world=root.astype(np.asarray(traj.root_world).dtype),
+                              camera_extrinsics=E.astype(np.asarray(traj.camera_extrinsics).dtype))
+    return out, shifts

@@ -5,8 +5,9 @@ For a static camera:
    of the camera so that they project onto the 2D landmarks: a linear least-squares problem in ``t``
    (each point gives ``f (X + tx) = (u - cx)(Z + tz)`` and the same for y), visibility weighted;
 2. ``t`` is smoothed over short windows (depth more than image position);
-3. the up direction is the mean torso direction, refined by a plane through the lowest foot points
-   when the person moves around enough to span a plane; the ground is where the feet rest;
+3. the up direction is the mean torso direction, refined by the floor plane when the person moves
+   around enough to span one (RANSAC over the still feet: jumps and mis-detections do not tilt it);
+   the ground is the lowest level the still feet consistently rest on (not a box top);
 4. the world: Z up, origin on the ground below the first pelvis, +Y the camera's horizontal view axis.
 
 Moving cameras are not handled yet: the motion is then relative to the camera (a warning says so).
@@ -129,6 +130,7 @@ GROUND_TOL = 0.04        # m, a contact point within this of a plane supports it
 STEP = 0.15              # m, a lower level this far below the densest one is another floor (under a box)
 MIN_SUPPORT = 0.15       # share of the contact points a floor level needs (and at least 8 points)
 CAMERA_HEIGHT = (0.3, 6.0)  # m, plausible camera heights above the floor (outside: the floor is suspect)
+FLOOR_AGREE_DEG = 5.0    # RANSAC's floor and the v1 plane fit closer than this: RANSAC's (the more precise)
 
 
 def _levels(h: np.ndarray) -> tuple[float, float]:
@@ -204,6 +206,14 @@ def ransac_floor(pts: np.ndarray, up: np.ndarray, *, tol: float = GROUND_TOL, ma
     return nrm, d0, int((np.abs(pts @ nrm - d0) < tol).sum())
 
 
+def plane_support(pts: np.ndarray, normal: np.ndarray, tol: float = GROUND_TOL) -> int:
+    """How many points (N, 3) the best slab of thickness ``2 tol`` perpendicular to ``normal`` holds."""
+    h = np.sort(pts @ normal)
+    if len(h) == 0:
+        return 0
+    return int((np.searchsorted(h, h + 2 * tol, "right") - np.arange(len(h))).max())
+
+
 def _plane_fit(foot: np.ndarray, up: np.ndarray) -> np.ndarray:
     """The v1 plane fit: through the lowest foot point of each frame, keeping the lower 60 % of the
     residuals twice; a normal more than 20 degrees from ``up`` is not taken."""
@@ -246,18 +256,24 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
                    valid: np.ndarray, fps: float | None = None) -> tuple[WorldFrame, dict]:
     """Up direction and ground from foot points (T, F, 3) and torso directions (T, 3), camera frame.
 
-    The v1 estimate (torso up, a robust plane through the lowest foot points when they span an area,
-    the ground where the lowest foot point rests in the slower half of the frames), plus a sanity check:
-    a camera height outside ``CAMERA_HEIGHT`` or a pelvis less than 0.4 m above that ground puts the
-    ground one leg length (0.9 m) below the median pelvis instead (``info["ground_suspect"]``).
+    1. The up prior: the mean torso direction (at most 35 degrees from the camera's own up).
+    2. The floor's orientation, when the feet span an area (a person who walks around): RANSAC over the
+       still feet (``contact_points``, ``ransac_floor``): the plane within 20 degrees of the prior that
+       the most contact points lie on, so frames of a jump, a mis-detection or a box top do not tilt it
+       (``info["up_source"] = "ground_ransac"``); the v1 trimmed plane fit when RANSAC finds no plane
+       with enough support, or when the two disagree by more than ``FLOOR_AGREE_DEG`` and RANSAC's
+       plane does not hold clearly more contact points (``"ground_plane"``, ``info["floor_ambiguous"]``);
+       the torso prior when the feet stay in one place.
+    3. The floor's level along that up: the lowest level the contact points consistently rest on
+       (``lowest_level``: the floor, not the top of a box the person stood on), so that feet in contact
+       are at z = 0.
+    4. A sanity check: a camera height outside ``CAMERA_HEIGHT`` or a pelvis less than 0.4 m above that
+       floor puts it one leg length (0.9 m) below the median pelvis instead (``info["ground_suspect"]``).
 
-    Not wired in yet (see docs/benchmarks.md): ``ransac_floor`` + ``lowest_level`` find the floor under
-    a box the person stood on (tests/test_ground.py), but on the bundled sample walk RANSAC's normal
-    tilted the floor (feet 35 cm above it at one end), and choosing between them needs more than the
-    time there was. ``fps`` is for ``contact_points`` then.
+    ``fps`` (when known) lets ``contact_points`` call a foot still by its speed (engine.contacts.SPEED).
     """
     info: dict = {}
-    v = valid & np.all(np.isfinite(torso_up_cam), -1)
+    v = valid & np.all(np.isfinite(torso_up_cam), -1) & np.all(np.isfinite(foot_cam), axis=(1, 2))
     up = np.nanmean(torso_up_cam[v], axis=0) if v.any() else np.array([0.0, -1.0, 0.0])
     up = up / np.linalg.norm(up)
     # tilt of the torso prior is limited to 35 degrees from the camera's own up (-y)
@@ -276,16 +292,24 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
         low = fv[np.arange(len(fv)), np.argmin(h, axis=1)]  # (Tv, 3)
         horiz = low - np.outer(low @ up, up)
         spread = np.linalg.svd(horiz - horiz.mean(0), compute_uv=False)[:2] / np.sqrt(max(len(low), 1))
+        pts = contact_points(fv, up, fps)
         if len(low) >= 20 and spread[1] > 0.25:
-            up = _plane_fit(fv, up)
-            info["up_source"] = "ground_plane"
-        h_low = low @ up
-        if len(low) >= 4:
-            speed = np.r_[0.0, np.linalg.norm(np.diff(low, axis=0), axis=-1)]
-            slow = speed <= np.quantile(speed, 0.5)
-            ground_h = float(np.median(h_low[slow]))
-        else:
-            ground_h = float(np.median(h_low))
+            found = ransac_floor(pts, up)
+            plane = _plane_fit(fv, up)
+            up, info["up_source"] = plane, "ground_plane"
+            if found is not None:
+                # RANSAC's plane, unless it disagrees with the v1 fit without explaining clearly more of
+                # the still feet: then the tilt is not determined by them (feet along a narrow strip, as
+                # in a jumping-jack clip: two planes 15 degrees apart held the same 50 of 103 points)
+                k_r, k_p = plane_support(pts, found[0]), plane_support(pts, plane)
+                agree = np.degrees(np.arccos(np.clip(found[0] @ plane, -1, 1))) <= FLOOR_AGREE_DEG
+                if agree or k_r >= k_p + max(4, int(0.1 * len(pts))):
+                    up, info["up_source"] = found[0], "ground_ransac"
+                else:
+                    info["floor_ambiguous"] = f"RANSAC and the plane fit disagree (support {k_r} vs {k_p} of {len(pts)})"
+                info["floor_support"] = round(max(k_r, k_p) / len(pts), 3)
+            pts = contact_points(fv, up, fps)   # the still feet along the floor's own up
+        ground_h = lowest_level(pts @ up)
         info["ground_source"] = "feet"
     else:
         ground_h = float(np.nanmin(pelvis_cam @ up)) - 0.95

@@ -154,7 +154,7 @@ def test_estimate_world_on_known_ground(circle):
     foot_cam, up_cam, pelvis_cam, feet_w, pelvis_w = _walk_scene(T, R, C, rng, circle)
     valid = np.ones(T, bool)
     wf, info = trajectory.estimate_world(foot_cam, up_cam, pelvis_cam, valid)
-    assert info["up_source"] == ("ground_plane" if circle else "torso")
+    assert info["up_source"] == ("ground_ransac" if circle else "torso")
     np.testing.assert_allclose(wf.B.T @ wf.B, np.eye(3), atol=1e-9)       # orthonormal
     assert np.linalg.det(wf.B) > 0                                          # right-handed
     up_true = R @ np.array([0.0, 0.0, 1.0])

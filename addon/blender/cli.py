@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--focal", type=float, default=0.0, help="focal length in pixels (0 = unknown)")
     p.add_argument("--frame-start", type=int, default=0)
     p.add_argument("--frame-end", type=int, default=-1)
+    p.add_argument("--shot", type=int, default=0, metavar="N",
+                   help="import only shot N (1 = the first) of a video with cuts (0 = all shots)")
     p.add_argument("--keep-result", action="store_true",
                    help="also write the engine's result file (VIDEO.npz) into the output folder")
     p.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS",
@@ -124,7 +126,7 @@ def convert(argv: list[str]) -> int:
     stems = output_stems(list(args.result) + list(args.videos))   # unique across results and videos
     for res, stem in zip(args.result, stems[:len(args.result)]):   # saved results: the operator's code, no engine
         _clear_scene()
-        ok, msg, name = ops_result.import_result_file(bpy.context, os.path.abspath(res))
+        ok, msg, name = ops_result.import_result_file(bpy.context, os.path.abspath(res), shot=args.shot)
         target = out_dir / f"{stem}.{args.format}"
         if ok:
             try:
@@ -140,7 +142,7 @@ def convert(argv: list[str]) -> int:
         keep = str(out_dir / f"{stem}.npz") if args.keep_result else ""
         session = ImportSession(ImportRequest(video=video, options=opts, set_scene=True,
                                               engine_python=engine_python, keep_result=keep,
-                                              stall_timeout=args.stall_timeout or None))
+                                              stall_timeout=args.stall_timeout or None, shot=args.shot))
         ok, msg = session.run_blocking(bpy.context)
         target = out_dir / f"{stem}.{args.format}"
         if ok:

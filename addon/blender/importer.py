@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.result import MotionResult
+from ..core import rig, shots
+from ..core.result import MotionResult, ResultError
 from . import apply, retarget_apply
 from .names import SKELETON_PROP
 from .retarget_apply import RetargetOptions
@@ -28,9 +29,33 @@ def check_target(obj: bpy.types.Object | None, result: MotionResult | None = Non
 
 def import_result(context: bpy.types.Context, result: MotionResult, *, name: str,
                   target: bpy.types.Object | None = None, set_scene: bool = True,
-                  options: RetargetOptions = RetargetOptions()) -> bpy.types.Object:
-    """Animate ``target`` (or a new armature) with ``result``; returns the animated armature."""
+                  options: RetargetOptions = RetargetOptions(), shot: int = 0) -> bpy.types.Object:
+    """Animate ``target`` (or a new armature) with ``result`` (only its shot number ``shot``, 1-based,
+    when not 0); timeline markers show where the person was lost and where the shots cut
+    (``add_markers``). Returns the animated armature."""
+    try:
+        result = shots.select_shot(result, shot)
+    except ResultError as e:
+        raise apply.ApplyError(str(e)) from e
     if target is None or is_own_armature(target):
-        return apply.apply_result(context, result, name=name, target=target, set_scene=set_scene)
-    return retarget_apply.apply_retarget(context, result, target, name=name, options=options,
-                                         set_scene=set_scene)
+        obj = apply.apply_result(context, result, name=name, target=target, set_scene=set_scene)
+    else:
+        obj = retarget_apply.apply_retarget(context, result, target, name=name, options=options,
+                                            set_scene=set_scene)
+    add_markers(context.scene, result)
+    return obj
+
+
+def add_markers(scene: bpy.types.Scene, result: MotionResult) -> list[str]:
+    """Timeline markers ``lost A-B`` and ``cut`` (core.shots.markers) at the frames the keys were
+    written to (the scene's rate and start, as the apply step used them); a marker already there with
+    the same name is not added twice. Returns the names added."""
+    fps = scene.render.fps / scene.render.fps_base
+    frames = rig.key_frames(result.times, fps, scene.frame_start)
+    have = {(m.name, m.frame) for m in scene.timeline_markers}
+    added = []
+    for m in shots.markers(result, frames):
+        if (m.name, m.frame) not in have:
+            scene.timeline_markers.new(m.name, frame=m.frame)
+            added.append(m.name)
+    return added

@@ -47,6 +47,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     focal_px: FloatProperty(name="Focal Length (px)", min=0.0, default=0.0, description="0 = unknown")  # type: ignore[valid-type]
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
+    shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
     direct: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -60,6 +61,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         layout.prop(self, "focal_px")
         layout.prop(self, "device")
         layout.prop(self, "set_scene")
+        layout.prop(self, "shot")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if self.direct:
@@ -71,7 +73,8 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     def _request(self) -> ImportRequest:
         opts = core_engine.RunOptions(frame_start=self.frame_start, frame_end=self.frame_end,
                                       camera=self.camera, focal_px=self.focal_px, device=self.device)
-        return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene)
+        return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene,
+                             shot=self.shot)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job_state = context.window_manager.vidmocap_job
@@ -153,7 +156,7 @@ class VIDMOCAP_OT_run(bpy.types.Operator):
         s = context.scene.vidmocap
         kwargs = dict(filepath=bpy.path.abspath(s.video), frame_start=s.frame_start, frame_end=s.frame_end,
                       target=s.target.name if s.target else "", camera=s.camera, focal_px=s.focal_px,
-                      device=s.device, set_scene=s.set_scene, direct=True)
+                      device=s.device, set_scene=s.set_scene, shot=s.shot, direct=True)
         if bpy.app.background:
             return bpy.ops.import_anim.video_mocap('EXEC_DEFAULT', **kwargs)
         return bpy.ops.import_anim.video_mocap('INVOKE_DEFAULT', **kwargs)

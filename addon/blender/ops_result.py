@@ -7,7 +7,7 @@ import logging
 import os
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core import retarget
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def import_result_file(context: bpy.types.Context, filepath: str, *, target: str = "", preset: str = "auto",
                        map_file: str = "", root_motion: str = "bone", scale: float = 0.0,
-                       set_scene: bool = True) -> tuple[bool, str, str]:
+                       set_scene: bool = True, shot: int = 0) -> tuple[bool, str, str]:
     """Read ``filepath`` and import it (one call, so a transaction can wrap it): (ok, message, object)."""
     try:
         result = read_result(bpy.path.abspath(filepath))
@@ -38,7 +38,8 @@ def import_result_file(context: bpy.types.Context, filepath: str, *, target: str
             out = importer.import_result(context, result, name=apply.action_name(result.video_path or filepath),
                                          target=obj, set_scene=set_scene,
                                          options=RetargetOptions(preset=preset, map_file=map_file,
-                                                                 root_motion=root_motion, scale=scale))
+                                                                 root_motion=root_motion, scale=scale),
+                                         shot=shot)
     except (ResultError, apply.ApplyError, RetargetError) as e:
         return False, str(e), ""
     except Exception as e:  # noqa: BLE001 - a bug: the scene was rolled back; say so instead of a traceback
@@ -62,6 +63,7 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
     scale: FloatProperty(name="Scale", min=0.0, default=0.0, description="Result metres to rig units; 0 = from leg length")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
+    shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -73,11 +75,12 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
         layout.prop(self, "root_motion")
         layout.prop(self, "scale")
         layout.prop(self, "set_scene")
+        layout.prop(self, "shot")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         ok, msg, _ = import_result_file(context, self.filepath, target=self.target, preset=self.preset,
                                         map_file=self.map_file, root_motion=self.root_motion,
-                                        scale=self.scale, set_scene=self.set_scene)
+                                        scale=self.scale, set_scene=self.set_scene, shot=self.shot)
         self.report({'INFO'} if ok else {'ERROR'}, msg)
         job = context.window_manager.vidmocap_job
         job.last_ok, job.last_message = ok, msg
@@ -94,7 +97,7 @@ class VIDMOCAP_OT_import_result(bpy.types.Operator):
         s = context.scene.vidmocap
         return bpy.ops.import_anim.video_mocap_result(
             'EXEC_DEFAULT', filepath=bpy.path.abspath(s.result_file), target=s.target.name if s.target else "",
-            preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene)
+            preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene, shot=s.shot)
 
 
 class VIDMOCAP_OT_map_fill(bpy.types.Operator):

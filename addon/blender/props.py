@@ -55,6 +55,7 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(  # type: ignore[valid-type]
         name="Set Scene FPS and Range", default=True, description="Match the scene frame rate and range to the video")
+    shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
     result_file: StringProperty(name="Result", subtype='FILE_PATH',  # type: ignore[valid-type]
                                 description="A saved Video Mocap result (.npz) to import without the engine")
     preset: EnumProperty(name="Bone Map", items=PRESET_ITEMS, default="auto")  # type: ignore[valid-type]

@@ -32,6 +32,7 @@ class ImportRequest:
     keep_result: str = ""        # also keep the engine's result file here (batch --keep-result)
     stall_timeout: float | None = DEFAULT_STALL_TIMEOUT_S   # blocking runs only; None = wait forever
     retarget: RetargetOptions = RetargetOptions()   # when target is another rig
+    shot: int = 0                # import only this shot (1-based) of a result with cuts; 0 = all
 
 
 class ImportSession:
@@ -114,7 +115,7 @@ class ImportSession:
             with SceneTransaction(context):
                 obj = importer.import_result(context, result, name=apply.action_name(self.request.video),
                                              target=self._target(), set_scene=self.request.set_scene,
-                                             options=self.request.retarget)
+                                             options=self.request.retarget, shot=self.request.shot)
         except (apply.ApplyError, RetargetError) as e:
             return False, str(e)
         except Exception as e:  # noqa: BLE001 - a bug: the scene is rolled back, show it as an error

@@ -7,6 +7,7 @@ it puts everything back exactly as it was and re-raises:
   materials, collections, ... : every ``bpy.data`` collection is compared by pointer);
 - per object: its action and action slot, and per armature the pose bones' rotation modes;
 - every action's fake user; scene settings (fps, frame range, current frame, preview range, units);
+- the scene's timeline markers (markers added inside the block are removed);
 - the selection, the active object and its mode (Edit Mode included).
 
 After a successful block only the mode is restored: if the user was in Edit/Pose/... Mode on an
@@ -86,6 +87,7 @@ class SceneTransaction:
             if obj.type == 'ARMATURE' and obj.pose is not None:
                 self.rot_modes[obj.name] = {pb.name: pb.rotation_mode for pb in obj.pose.bones}
         self.fake_users = {a.name: a.use_fake_user for a in bpy.data.actions}
+        self.markers = {m.as_pointer() for m in self.scene.timeline_markers}
         return self
 
     # -- exit ----------------------------------------------------------------------------------------
@@ -146,6 +148,8 @@ class SceneTransaction:
             fake = self.fake_users.get(action.name)
             if fake is not None and action.use_fake_user != fake:
                 action.use_fake_user = fake
+        for marker in [m for m in self.scene.timeline_markers if m.as_pointer() not in self.markers]:
+            self.scene.timeline_markers.remove(marker)
         for path, value in self.settings.items():
             try:
                 _set(self.scene, path, value)

@@ -31,6 +31,7 @@ class VIDMOCAP_PT_main(bpy.types.Panel):
         col.prop(s, "focal_px")
         col.prop(s, "device")
         col.prop(s, "set_scene")
+        col.prop(s, "shot")
         if job.running:
             layout.progress(factor=job.progress, type='BAR', text=job.status or "Running")
             layout.operator("vidmocap.cancel", icon='CANCEL')

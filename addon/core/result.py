@@ -45,6 +45,8 @@ _MEMBERS: dict[str, tuple[str, bool]] = {
     "video_path": ("U", False), "camera_static": ("b", False),
     # optional channels keyed as custom properties (dropped, never refused, when they do not fit)
     "joint_confidence": ("fiu", False), "contact_names": ("U", False), "foot_contacts": ("biu", False),
+    # optional shot and person-tracking fields (engine 0.x): frames where the person was lost, shots, cuts
+    "lost": ("biu", False), "shot": ("iu", False),
 }
 
 
@@ -69,6 +71,9 @@ class MotionResult:
     joint_confidence: FloatArray | None = None   # (T, J) when the file has it
     contact_names: tuple[str, ...] = ()
     foot_contacts: FloatArray | None = None      # (T, C) 0/1 when the file has it
+    lost: npt.NDArray[np.bool_] | None = None    # (T,) the person was lost in these frames
+    shot: npt.NDArray[np.int64] | None = None    # (T,) shot number of each frame (0, 1, ...; non-decreasing)
+    cuts: tuple[int, ...] = ()                   # first frame of each new shot
 
     @property
     def frames(self) -> int:
@@ -216,6 +221,15 @@ def _optional_channels(data: dict[str, npt.NDArray[np.generic]], T: int, J: int)
     conf = data.get("joint_confidence")
     if conf is not None and conf.shape == (T, J) and np.all(np.isfinite(conf.astype(np.float64))):
         out["joint_confidence"] = np.clip(np.asarray(conf, dtype=np.float64), 0.0, 1.0)
+    lost = data.get("lost")
+    if lost is not None and lost.shape == (T,):
+        out["lost"] = np.asarray(lost).astype(bool)
+    shot = data.get("shot")
+    if shot is not None and shot.shape == (T,):
+        sh = np.asarray(shot, dtype=np.int64)
+        if sh[0] == 0 and np.all(np.diff(sh) >= 0) and np.all(np.diff(sh) <= 1):
+            out["shot"] = sh
+            out["cuts"] = tuple(int(c) for c in np.flatnonzero(np.diff(sh)) + 1)
     names, cont = data.get("contact_names"), data.get("foot_contacts")
     if (names is not None and cont is not None and cont.shape == (T, names.size)
             and all(0 < len(str(n).encode("utf-8")) <= MAX_NAME_BYTES for n in names.reshape(-1))):
