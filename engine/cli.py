@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow one person (keypoints stage 'blazepose_tracked', chosen by this option): the "
                         "largest, the most central, or the one nearest pixel X,Y on output frame FRAME")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
-    r.add_argument("--trajectory", default="perspective", help="trajectory stage (see: check --json)")
+    r.add_argument("--trajectory", default="tp", help="trajectory stage (see: check --json); default tp, the learned prior")
     r.add_argument("--refine", action="append", default=None, metavar="NAME",
                    help="refinement stage to run after the trajectory (repeatable, in order; default: "
                         "footlock; 'none' runs none)")

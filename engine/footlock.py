@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from . import contacts as ct
 from . import skeleton as sk
@@ -144,6 +143,8 @@ def lock_feet(R_local: np.ndarray, root: np.ndarray, rest: np.ndarray, fps: floa
     """Local rotations (T, J, 3, 3) with the root's world orientation, world root (T, 3), rest offsets
     (J, 3) -> (new local rotations, new world root, stance mask (T, 2) for left and right). ``predicted``
     (T, 4) contacts, when given, decide the stance (see :func:`stance_weights`)."""
+    from scipy.spatial.transform import Rotation   # lazy: listing the stages must not load scipy
+
     R_local = np.array(R_local, np.float64)
     root = np.array(root, np.float64)
     rest = np.asarray(rest, np.float64)

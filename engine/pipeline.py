@@ -61,7 +61,7 @@ class RunOptions:
     device: str = "auto"             # auto | cpu | cuda
     keypoints: StageChoice = StageChoice("blazepose")
     body: StageChoice = StageChoice("solve")
-    trajectory: StageChoice = StageChoice("perspective")
+    trajectory: StageChoice = StageChoice("tp")
     refine: tuple[StageChoice, ...] = (StageChoice("footlock"),)
 
 
