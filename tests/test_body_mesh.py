@@ -121,3 +121,22 @@ def test_result_validation_of_mesh_members():
     bad = base["mesh_vertices"].copy()
     bad[0, 0] = np.nan
     assert res._mesh_problems(_with_mesh(base, mesh_vertices=bad))
+
+
+def test_vertex_group_batches_reproduce_the_weights(mesh):
+    """addon/core/body.py: the batches handed to VertexGroup.add give back every weight within 1/2048."""
+    from addon.core.body import WEIGHT_STEP, weight_batches
+    from addon.core.result import BodyMesh
+
+    _, f = mesh
+    m = BodyMesh(vertices=f["mesh_vertices"].astype(np.float64), faces=f["mesh_faces"].astype(np.int64),
+                 weight_joints=f["mesh_weight_joints"].astype(np.int64), weights=f["mesh_weights"].astype(np.float64))
+    batches = weight_batches(m, sk.JOINT_NAMES)
+    assert len(batches) < 10000         # ~6,400 VertexGroup.add calls for anny, not ~55,000 (one per influence)
+    got = np.zeros((len(m.vertices), sk.J))
+    for b in batches:
+        assert not got[b.indices, sk.INDEX[b.group]].any()   # each (vertex, group) set once
+        got[b.indices, sk.INDEX[b.group]] = b.weight
+    want = np.zeros_like(got)
+    np.add.at(want, (np.arange(len(m.vertices))[:, None], m.weight_joints), m.weights)
+    assert np.abs(got - want).max() <= WEIGHT_STEP / 2 + 1e-12

@@ -7,7 +7,7 @@ from __future__ import annotations
 import bpy
 
 from ..core.result import MotionResult
-from . import apply, retarget_apply
+from . import apply, body, retarget_apply
 from .names import SKELETON_PROP
 from .retarget_apply import RetargetOptions
 
@@ -29,8 +29,12 @@ def check_target(obj: bpy.types.Object | None, result: MotionResult | None = Non
 def import_result(context: bpy.types.Context, result: MotionResult, *, name: str,
                   target: bpy.types.Object | None = None, set_scene: bool = True,
                   options: RetargetOptions = RetargetOptions()) -> bpy.types.Object:
-    """Animate ``target`` (or a new armature) with ``result``; returns the animated armature."""
+    """Animate ``target`` (or a new armature) with ``result``; returns the animated armature. A new
+    armature also gets the body mesh when the file has one and ``options.body_mesh`` is set."""
     if target is None or is_own_armature(target):
-        return apply.apply_result(context, result, name=name, target=target, set_scene=set_scene)
+        obj = apply.apply_result(context, result, name=name, target=target, set_scene=set_scene)
+        if target is None and options.body_mesh and result.mesh is not None:
+            body.build_body(context, obj, result, name)
+        return obj
     return retarget_apply.apply_retarget(context, result, target, name=name, options=options,
                                          set_scene=set_scene)

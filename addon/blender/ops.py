@@ -12,6 +12,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..core import engine as core_engine
 from . import prefs
 from .props import CAMERA_ITEMS, DEVICE_ITEMS
+from .retarget_apply import RetargetOptions
 from .session import ImportRequest, ImportSession
 
 # The running import's session (at most one); Python objects cannot live on bpy data.
@@ -47,6 +48,9 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     focal_px: FloatProperty(name="Focal Length (px)", min=0.0, default=0.0, description="0 = unknown")  # type: ignore[valid-type]
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
+    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
+                            description="Add the recovered body, skinned to the new armature (only when no "
+                                        "target armature is given)")
     direct: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -60,6 +64,9 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         layout.prop(self, "focal_px")
         layout.prop(self, "device")
         layout.prop(self, "set_scene")
+        row = layout.row()
+        row.enabled = not self.target
+        row.prop(self, "body_mesh")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if self.direct:
@@ -71,7 +78,8 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     def _request(self) -> ImportRequest:
         opts = core_engine.RunOptions(frame_start=self.frame_start, frame_end=self.frame_end,
                                       camera=self.camera, focal_px=self.focal_px, device=self.device)
-        return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene)
+        return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene,
+                             retarget=RetargetOptions(body_mesh=self.body_mesh))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job_state = context.window_manager.vidmocap_job
@@ -153,7 +161,7 @@ class VIDMOCAP_OT_run(bpy.types.Operator):
         s = context.scene.vidmocap
         kwargs = dict(filepath=bpy.path.abspath(s.video), frame_start=s.frame_start, frame_end=s.frame_end,
                       target=s.target.name if s.target else "", camera=s.camera, focal_px=s.focal_px,
-                      device=s.device, set_scene=s.set_scene, direct=True)
+                      device=s.device, set_scene=s.set_scene, body_mesh=s.body_mesh, direct=True)
         if bpy.app.background:
             return bpy.ops.import_anim.video_mocap('EXEC_DEFAULT', **kwargs)
         return bpy.ops.import_anim.video_mocap('INVOKE_DEFAULT', **kwargs)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def import_result_file(context: bpy.types.Context, filepath: str, *, target: str = "", preset: str = "auto",
                        map_file: str = "", root_motion: str = "bone", scale: float = 0.0,
-                       set_scene: bool = True) -> tuple[bool, str, str]:
+                       set_scene: bool = True, body_mesh: bool = True) -> tuple[bool, str, str]:
     """Read ``filepath`` and import it (one call, so a transaction can wrap it): (ok, message, object)."""
     try:
         result = read_result(bpy.path.abspath(filepath))
@@ -38,7 +38,8 @@ def import_result_file(context: bpy.types.Context, filepath: str, *, target: str
             out = importer.import_result(context, result, name=apply.action_name(result.video_path or filepath),
                                          target=obj, set_scene=set_scene,
                                          options=RetargetOptions(preset=preset, map_file=map_file,
-                                                                 root_motion=root_motion, scale=scale))
+                                                                 root_motion=root_motion, scale=scale,
+                                                                 body_mesh=body_mesh))
     except (ResultError, apply.ApplyError, RetargetError) as e:
         return False, str(e), ""
     except Exception as e:  # noqa: BLE001 - a bug: the scene was rolled back; say so instead of a traceback
@@ -62,6 +63,9 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
     scale: FloatProperty(name="Scale", min=0.0, default=0.0, description="Result metres to rig units; 0 = from leg length")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
+    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
+                            description="Add the recovered body, skinned to the new armature (only when no "
+                                        "target armature is given and the file has a body mesh)")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -73,11 +77,14 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
         layout.prop(self, "root_motion")
         layout.prop(self, "scale")
         layout.prop(self, "set_scene")
+        row = layout.row()
+        row.enabled = not self.target
+        row.prop(self, "body_mesh")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         ok, msg, _ = import_result_file(context, self.filepath, target=self.target, preset=self.preset,
                                         map_file=self.map_file, root_motion=self.root_motion,
-                                        scale=self.scale, set_scene=self.set_scene)
+                                        scale=self.scale, set_scene=self.set_scene, body_mesh=self.body_mesh)
         self.report({'INFO'} if ok else {'ERROR'}, msg)
         job = context.window_manager.vidmocap_job
         job.last_ok, job.last_message = ok, msg
@@ -94,7 +101,8 @@ class VIDMOCAP_OT_import_result(bpy.types.Operator):
         s = context.scene.vidmocap
         return bpy.ops.import_anim.video_mocap_result(
             'EXEC_DEFAULT', filepath=bpy.path.abspath(s.result_file), target=s.target.name if s.target else "",
-            preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene)
+            preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene,
+            body_mesh=s.body_mesh)
 
 
 class VIDMOCAP_OT_map_fill(bpy.types.Operator):
@@ -182,6 +190,7 @@ class VIDMOCAP_PT_result(bpy.types.Panel):
         if s.preset == "custom":
             layout.prop(s, "map_file")
         layout.prop(s, "root_motion")
+        layout.prop(s, "body_mesh")
         layout.operator("vidmocap.import_result", icon='IMPORT')
         box = layout.box()
         box.label(text="Mapping Editor")

@@ -61,6 +61,9 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     map_file: StringProperty(name="Map File", subtype='FILE_PATH',  # type: ignore[valid-type]
                              description="Custom bone map (JSON)")
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
+    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
+                            description="Add the recovered body, skinned to the new armature (imports onto a "
+                                        "new armature only)")
     map_rows: CollectionProperty(type=VIDMOCAP_PG_map_row)  # type: ignore[valid-type]
     map_root: StringProperty(name="Root Bone", description="Bone that carries the root motion")  # type: ignore[valid-type]
 

@@ -23,6 +23,8 @@ class RetargetOptions:
     map_file: str = ""
     root_motion: str = "bone"      # bone | object | in_place
     scale: float = 0.0             # 0 = from the leg lengths
+    # not retargeting as such, but options of every import that travel with these
+    body_mesh: bool = True         # build the body mesh (when the file has one) on a NEW armature
 
 
 def target_rig(obj: bpy.types.Object) -> retarget.TargetRig:
