@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bpy
 
+from ..core import footlock
 from ..core.result import MotionResult
 from . import apply, body, retarget_apply
 from .names import SKELETON_PROP
@@ -30,7 +31,9 @@ def import_result(context: bpy.types.Context, result: MotionResult, *, name: str
                   target: bpy.types.Object | None = None, set_scene: bool = True,
                   options: RetargetOptions = RetargetOptions()) -> bpy.types.Object:
     """Animate ``target`` (or a new armature) with ``result``; returns the animated armature. A new
-    armature also gets the body mesh when the file has one and ``options.body_mesh`` is set."""
+    armature also gets the body mesh when the file has one and ``options.body_mesh`` is set. Where the
+    file marks foot contact, the feet are first held in place (``options.foot_lock``, core.footlock)."""
+    result = footlock.lock_feet(result, options.foot_lock)
     if target is None or is_own_armature(target):
         obj = apply.apply_result(context, result, name=name, target=target, set_scene=set_scene)
         if target is None and options.body_mesh and result.mesh is not None:

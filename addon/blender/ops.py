@@ -51,6 +51,9 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
                             description="Add the recovered body, skinned to the new armature (only when no "
                                         "target armature is given)")
+    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
+                             description="Hold the feet in place where the result marks foot contact (IK on "
+                                         "the legs, baked to keys); 0 = the motion as solved")
     direct: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -67,6 +70,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         row = layout.row()
         row.enabled = not self.target
         row.prop(self, "body_mesh")
+        layout.prop(self, "foot_lock")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if self.direct:
@@ -79,7 +83,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         opts = core_engine.RunOptions(frame_start=self.frame_start, frame_end=self.frame_end,
                                       camera=self.camera, focal_px=self.focal_px, device=self.device)
         return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene,
-                             retarget=RetargetOptions(body_mesh=self.body_mesh))
+                             retarget=RetargetOptions(body_mesh=self.body_mesh, foot_lock=self.foot_lock))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job_state = context.window_manager.vidmocap_job
@@ -161,7 +165,7 @@ class VIDMOCAP_OT_run(bpy.types.Operator):
         s = context.scene.vidmocap
         kwargs = dict(filepath=bpy.path.abspath(s.video), frame_start=s.frame_start, frame_end=s.frame_end,
                       target=s.target.name if s.target else "", camera=s.camera, focal_px=s.focal_px,
-                      device=s.device, set_scene=s.set_scene, body_mesh=s.body_mesh, direct=True)
+                      device=s.device, set_scene=s.set_scene, body_mesh=s.body_mesh, foot_lock=s.foot_lock, direct=True)
         if bpy.app.background:
             return bpy.ops.import_anim.video_mocap('EXEC_DEFAULT', **kwargs)
         return bpy.ops.import_anim.video_mocap('INVOKE_DEFAULT', **kwargs)

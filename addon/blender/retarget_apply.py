@@ -25,6 +25,7 @@ class RetargetOptions:
     scale: float = 0.0             # 0 = from the leg lengths
     # not retargeting as such, but options of every import that travel with these
     body_mesh: bool = True         # build the body mesh (when the file has one) on a NEW armature
+    foot_lock: float = 1.0         # 0..1: contact-frame feet held in place by IK on the legs (core.footlock)
 
 
 def target_rig(obj: bpy.types.Object) -> retarget.TargetRig:
