@@ -91,3 +91,15 @@ def test_retargeted_mixamo_feet_stay_put(blank, tmp_path):
             worst = max(worst, float(np.linalg.norm(held[s:e, k] - held[s, k], axis=1).max()))
     print(f"mixamo contact-frame ankle movement: {worst * 1000:.3f} mm")
     assert worst < PLANTED_TOL_M * 1.1
+
+
+def test_contacts_and_confidence_keyed_on_a_new_armature(blank, tmp_path):
+    path, r = _write(tmp_path)
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path)) == {'FINISHED'}
+    obj = bpy.data.objects["fake"]
+    scene = bpy.context.scene
+    for t in (0, 7, 12, 30, len(r.times) - 1):
+        scene.frame_set(scene.frame_start + t)
+        for c, n in enumerate(r.contact_names):
+            assert obj["vm_contact_" + n] == float(r.foot_contacts[t, c] > 0.5), (n, t)
+        assert abs(obj["vm_conf_left_knee"] - float(r.joint_confidence[t, 4])) < 1e-6
