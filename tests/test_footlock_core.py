@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fake_engine  # noqa: E402
-
-from addon.core import footlock  # noqa: E402
-from addon.core.result import read_result  # noqa: E402
-from addon.core.retarget import world_rotations  # noqa: E402
+import fake_engine
+from addon.core import footlock
+from addon.core.result import read_result
+from addon.core.retarget import world_rotations
 
 LEFT_ANKLE, LEFT_FOOT, RIGHT_ANKLE, RIGHT_FOOT = 7, 10, 8, 11
 CONTACT_NAMES = ("left_ankle", "left_foot", "right_ankle", "right_foot")
