@@ -151,9 +151,11 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     if moved:
         warn("root_speed_limited", f"The body's path moved faster than {segments.MAX_SPEED:g} m/s around "
                                    f"{moved} frames; it was slowed there (usually a misdetection).")
+    timings["trajectory"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     data = assemble(track, info, clip, motion, traj, video_path=opts.job.video, engine_version=__version__)
     proto.progress("trajectory", 3, 3)
-    timings["trajectory"] = time.perf_counter() - t0
+    timings["body_mesh"] = time.perf_counter() - t0
     meta = {**motion.info, "world": traj.info, "focal_px": clip.focal_px}
     return data, meta
 
@@ -162,7 +164,10 @@ def _import_later_stages() -> None:
     """Import what the stages after the keypoints need (torch, roma, scipy: ~3 s on a small CPU) while
     the pose loop runs."""
     from . import solve, trajectory  # noqa: F401  (imported for their side effect: loading)
+    from .body_mesh import anny_model
     from .geometry import rotations  # noqa: F401
+
+    anny_model("cpu")  # the body mesh's model (~3 s to build from the bundled cache)
 
 
 def detect(opts: RunOptions, info, proto: Protocol, warn, device: str, extras: dict | None = None):

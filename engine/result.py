@@ -66,7 +66,13 @@ OPTIONAL_FIELDS: dict[str, tuple[str, tuple]] = {
     "cuts": ("i", ("N",)),
     "lost": ("b", ("T",)),
     "person_box": ("f", ("T", 4)),
+    # the body mesh (engine/body_mesh.py): V vertices, F triangles, K joints per vertex
+    "mesh_vertices": ("f", ("V", 3)),
+    "mesh_faces": ("i", ("F", 3)),
+    "mesh_weight_joints": ("i", ("V", "K")),
+    "mesh_weights": ("f", ("V", "K")),
 }
+MESH_FIELDS = ("mesh_vertices", "mesh_faces", "mesh_weight_joints", "mesh_weights")
 
 
 # Temporary names: TEMP_PREFIX + tempfile's 8 random characters + TEMP_SUFFIX (engine/options.py)
@@ -244,12 +250,37 @@ def validate(data: Mapping[str, np.ndarray]) -> None:
             problems.append("parents must list the root first and every parent before its child")
         if not np.all(np.isfinite(np.asarray(data["joints_world"], dtype=np.float64))):
             problems.append("joints_world has non-finite values")
+        problems += _mesh_problems(data)
     if problems:
         raise ResultFormatError("invalid result file: " + "; ".join(problems))
 
 
-def assemble(track, info, clip, motion, traj, *, video_path: str, engine_version: str) -> dict[str, np.ndarray]:
-    """The result arrays (every field but ``meta_json``) from the stages' records.
+def _mesh_problems(data: Mapping[str, np.ndarray]) -> list[str]:
+    """The mesh members come all together, index existing vertices and joints, and weigh to 1."""
+    present = [k for k in MESH_FIELDS if k in data]
+    if not present:
+        return []
+    if len(present) != len(MESH_FIELDS):
+        return [f"mesh members incomplete: {sorted(set(MESH_FIELDS) - set(present))} missing"]
+    out = []
+    V, J = len(data["mesh_vertices"]), len(data["joint_names"])
+    faces, joints = np.asarray(data["mesh_faces"]), np.asarray(data["mesh_weight_joints"])
+    w = np.asarray(data["mesh_weights"], np.float64)
+    if faces.size and (faces.min() < 0 or faces.max() >= V):
+        out.append("mesh_faces index vertices that do not exist")
+    if joints.size and (joints.min() < 0 or joints.max() >= J):
+        out.append("mesh_weight_joints index joints that do not exist")
+    if not (np.all(np.isfinite(w)) and np.all(np.isfinite(np.asarray(data["mesh_vertices"], np.float64)))):
+        out.append("mesh_vertices or mesh_weights have non-finite values")
+    elif w.size and (w.min() < 0 or np.abs(w.sum(axis=1) - 1).max() > 1e-3):
+        out.append("mesh_weights must be >= 0 and sum to 1 per vertex")
+    return out
+
+
+def assemble(track, info, clip, motion, traj, *, video_path: str, engine_version: str,
+             body_mesh: bool = True) -> dict[str, np.ndarray]:
+    """The result arrays (every field but ``meta_json``) from the stages' records, with the body mesh
+    (``mesh_*``, engine/body_mesh.py) unless ``body_mesh`` is false.
 
     ``track``: the keypoints' LandmarkTrack; ``info``: the video's VideoInfo; ``clip``, ``motion``,
     ``traj``: engine.stages.records (Clip, BodyMotion, Trajectory). World joints come from forward
@@ -268,7 +299,7 @@ def assemble(track, info, clip, motion, traj, *, video_path: str, engine_version
     _, joints_w = sk.forward_kinematics(rotations, root_w, rest)
     contacts = ct.from_joints(joints_w, clip.fps, rest)
     quats = rot.quat_continuity(rot.matrix_to_quat_wxyz(torch.as_tensor(rotations))).numpy()
-    return {
+    out = {
         "engine_version": np.asarray(engine_version),
         "fps": np.asarray(clip.fps, np.float64),
         "times": track.times,
@@ -300,3 +331,8 @@ def assemble(track, info, clip, motion, traj, *, video_path: str, engine_version
         "video_rotation": np.asarray(info.rotation, np.int32),
         "video_duration": np.asarray(info.duration or 0.0, np.float64),
     }
+    if body_mesh:
+        from .body_mesh import mesh_fields
+
+        out.update(mesh_fields(rest, out["shape_names"], out["shape_params"]))
+    return out

@@ -1,6 +1,6 @@
 """Look at a result as a user would: the skeleton drawn over the footage, plus a side view of the world.
 
-    python -m scripts.render_overlay RESULT.npz [--video VIDEO] --out preview.mp4 [--sheet sheet.png]
+    python -m scripts.render_overlay RESULT.npz [--video VIDEO] --out preview.mp4 [--sheet sheet.png] [--mesh]
 
 The left panel projects ``joints_world`` through the result's camera (intrinsics + per-frame
 extrinsics) onto the video frames, with the followed person's box (``person_box``) and a red frame and
@@ -9,6 +9,9 @@ skeleton from the side (X right, Z up) over the ground line, scaled so that a bo
 in view (a floating, sinking or backwards-kneed body is easy to spot); the right panel is the top view
 (X right, Y away from the first camera): the root's path on the ground for the current shot, the path
 so far brighter, and the camera (a triangle pointing where it looks).
+``--mesh`` also draws the result's body mesh (``mesh_*``) over the footage, skinned in numpy exactly as
+docs/result_format.md defines it (what Blender's Armature modifier computes on the imported armature):
+flat-shaded, back faces culled, far faces first, half transparent.
 Needs the engine environment (numpy, OpenCV, PyAV).
 """
 
@@ -51,6 +54,43 @@ def draw_skeleton(img: np.ndarray, uv: np.ndarray, names, parents, thick: int = 
     for j, q in enumerate(uv):
         if np.all(np.isfinite(q)):
             cv2.circle(img, (int(q[0]), int(q[1])), thick + 1, _colour(names[j]), -1, cv2.LINE_AA)
+
+
+def skin(r, t: int) -> np.ndarray:
+    """(V, 3) the body mesh of frame t: linear blend skinning by the FK of the result's rotations."""
+    from scipy.spatial.transform import Rotation
+
+    rest = r["rest_offsets"].astype(np.float64)
+    R = Rotation.from_quat(r["rotations"][t].astype(np.float64), scalar_first=True).as_matrix()[None]   # (1, J, 3, 3)
+    Rw, P = sk.forward_kinematics(R, r["root_translation"][t:t + 1].astype(np.float64), rest)
+    p0 = sk.rest_positions(rest)
+    v = r["mesh_vertices"].astype(np.float64)
+    idx, w = r["mesh_weight_joints"], r["mesh_weights"].astype(np.float64)
+    per = np.einsum("vkab,vkb->vka", Rw[0][idx], v[:, None] - p0[idx]) + P[0][idx]      # (V, K, 3)
+    return np.einsum("vk,vki->vi", w, per)
+
+
+def draw_mesh(img: np.ndarray, K: np.ndarray, E: np.ndarray, verts: np.ndarray, faces: np.ndarray,
+              scale_xy, alpha: float = 0.75) -> None:
+    """Flat-shaded triangles (light from the camera), back faces culled, painter's order, blended."""
+    pc = verts @ E[:3, :3].T + E[:3, 3]                                                  # (V, 3) camera
+    uv = (pc[:, :2] / np.maximum(pc[:, 2:3], 1e-6) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]) * scale_xy
+    tri = pc[faces]                                                                      # (F, 3, 3)
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    centre = tri.mean(1)
+    facing = -np.einsum("fi,fi->f", n, centre / np.linalg.norm(centre, axis=1, keepdims=True))
+    keep = np.flatnonzero((facing > 0) & (tri[:, :, 2].min(1) > 0.05))
+    keep = keep[np.argsort(-centre[keep, 2])]
+    shade = 0.25 + 0.75 * facing[keep]
+    over = img.copy()
+    pts = (uv[faces[keep]] * 16).astype(np.int32)                                       # 4 fractional bits
+    for poly, c in zip(pts, shade):
+        cv2.fillPoly(over, [poly], (int(110 * c), int(200 * c), int(255 * c)), cv2.LINE_AA, shift=4)
+    mask = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillPoly(mask, list(pts), 255, shift=4)
+    m = mask > 0
+    img[m] = (alpha * over[m] + (1 - alpha) * img[m]).astype(np.uint8)
 
 
 def side_view(P: np.ndarray, contacts: np.ndarray | None, names, parents, size: int, span: np.ndarray) -> np.ndarray:
@@ -127,9 +167,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="preview video (.mp4)")
     ap.add_argument("--sheet", default=None, help="contact sheet PNG of a few frames")
     ap.add_argument("--sheet-frames", type=int, default=6)
+    ap.add_argument("--mesh", action="store_true", help="draw the body mesh (mesh_* members) over the footage")
     args = ap.parse_args(argv)
 
     r = read_result(args.result)
+    if args.mesh and "mesh_vertices" not in r:
+        ap.error(f"{args.result} has no body mesh (mesh_* members)")
     names = [str(n) for n in r["joint_names"]]
     parents = [int(p) for p in r["parents"]]
     P = r["joints_world"].astype(np.float64)
@@ -157,7 +200,9 @@ def main(argv=None) -> int:
             img = np.ascontiguousarray(fr.image)
             sx, sy = img.shape[1] / W, img.shape[0] / H
             uv = project(K, E[t], P[t]) * [sx, sy]
-            draw_skeleton(img, uv, names, parents, thick=max(2, img.shape[0] // 240))
+            if args.mesh:
+                draw_mesh(img, K, E[t], skin(r, t), r["mesh_faces"], np.array([sx, sy]))
+            draw_skeleton(img, uv, names, parents, thick=max(1, img.shape[0] // (480 if args.mesh else 240)))
             th = max(2, img.shape[0] // 240)
             if box is not None and np.isfinite(box[t]).all():
                 b = box[t] * [sx, sy, sx, sy]

@@ -61,6 +61,27 @@ def _nan_at(a: Arrays, key: str, index) -> Arrays:
     return {**a, key: v}
 
 
+def with_mesh(a: Arrays) -> Arrays:
+    """``a`` with a small valid body mesh: a box around the pelvis, skinned half to joints 0 and 1."""
+    v = np.array([[x, y, z] for x in (-0.1, 0.1) for y in (-0.1, 0.1) for z in (0.8, 1.1)], np.float32)
+    f = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                  [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], np.int32)
+    return {**a, "mesh_vertices": v, "mesh_faces": f, "mesh_weight_joints": np.tile(np.int32([0, 1]), (8, 1)),
+            "mesh_weights": np.full((8, 2), 0.5, np.float32)}
+
+
+def _mesh_set(a: Arrays, key: str, fn) -> Arrays:
+    m = with_mesh(a)
+    m[key] = fn(m[key].copy())
+    return m
+
+
+def _put(v: np.ndarray, index, value) -> np.ndarray:
+    v = v.astype(np.float64) if isinstance(value, float) else v
+    v[index] = value
+    return v
+
+
 # name -> mutation; every one of these must be refused with a clear message
 REFUSED: dict[str, Callable[[Arrays], Arrays]] = {
     "nan_times": lambda a: _nan_at(a, "times", 3),
@@ -98,6 +119,22 @@ REFUSED: dict[str, Callable[[Arrays], Arrays]] = {
     "wrong_format": lambda a: _set(a, "format", "something.else"),
     "missing_rotations": lambda a: {k: v for k, v in a.items() if k != "rotations"},
     "structured_times": lambda a: _set(a, "times", np.zeros(len(a["times"]), dtype=[("t", "<f8")])),
+    # the body mesh (all four members or none, indices in range, weights summing to 1)
+    "mesh_incomplete": lambda a: {**a, "mesh_vertices": np.zeros((10, 3), np.float32)},
+    "mesh_face_out_of_range": lambda a: _mesh_set(a, "mesh_faces", lambda v: _put(v, (3, 1), 8)),
+    "mesh_face_negative": lambda a: _mesh_set(a, "mesh_faces", lambda v: _put(v, (0, 0), -1)),
+    "mesh_face_degenerate": lambda a: _mesh_set(a, "mesh_faces", lambda v: _put(v, (0, 1), v[0, 0])),
+    "mesh_quads_as_floats": lambda a: _mesh_set(a, "mesh_faces", lambda v: v.astype(np.float32)),
+    "mesh_faces_flat": lambda a: _mesh_set(a, "mesh_faces", lambda v: v.reshape(-1)),
+    "mesh_joint_out_of_range": lambda a: _mesh_set(a, "mesh_weight_joints", lambda v: _put(v, (2, 1), 24)),
+    "mesh_weights_negative": lambda a: _mesh_set(a, "mesh_weights", lambda v: v * np.float32([2.0, -1.0])),
+    "mesh_weights_not_normalised": lambda a: _mesh_set(a, "mesh_weights", lambda v: v * 3),
+    "mesh_weights_nan": lambda a: _mesh_set(a, "mesh_weights", lambda v: _put(v, (1, 1), np.nan)),
+    "mesh_weights_short": lambda a: _mesh_set(a, "mesh_weights", lambda v: v[:-1]),
+    "mesh_vertex_inf": lambda a: _mesh_set(a, "mesh_vertices", lambda v: _put(v, (5, 2), np.inf)),
+    "mesh_vertices_far": lambda a: _mesh_set(a, "mesh_vertices", lambda v: v + 1e9),
+    "mesh_vertices_2d": lambda a: _mesh_set(a, "mesh_vertices", lambda v: v[:, :2].copy()),
+    "mesh_string_vertices": lambda a: _mesh_set(a, "mesh_vertices", lambda v: v.astype(str)),
 }
 
 # near-valid: must import (normalised)
@@ -107,7 +144,9 @@ ACCEPTED: dict[str, Callable[[Arrays], Arrays]] = {
                                     "parents": a["parents"].astype(np.int64)},
     "one_frame": lambda a: {**a, **{k: a[k][:1] for k in ("times", "rotations", "root_translation", "joints_world")}},
     "junk_member": lambda a: {**a, "junk_unknown": np.zeros(1000, np.uint8)},
-    "mesh_member": lambda a: {**a, "mesh_vertices": np.zeros((10, 3), np.float32)},
+    "small_mesh": with_mesh,
+    "mesh_int64_float64": lambda a: {**with_mesh(a), "mesh_faces": with_mesh(a)["mesh_faces"].astype(np.int64),
+                                     "mesh_weights": with_mesh(a)["mesh_weights"].astype(np.float64)},
 }
 
 

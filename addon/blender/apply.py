@@ -115,6 +115,34 @@ def _write_keys(fc: bpy.types.FCurve, frames: np.ndarray, values: np.ndarray) ->
     fc.update()
 
 
+CONTACT_PREFIX = "vm_contact_"
+CONFIDENCE_PREFIX = "vm_conf_"
+
+
+def key_channels(obj: bpy.types.Object, action: bpy.types.Action, slot: object, result: MotionResult,
+                 frames: np.ndarray) -> list[str]:
+    """Foot contacts (0/1, constant interpolation) and per-joint confidence as keyed custom properties
+    of the armature object, for clean-up. Returns the property names it added to ``obj``."""
+    channels: list[tuple[str, np.ndarray]] = []
+    if result.foot_contacts is not None:
+        channels += [(CONTACT_PREFIX + n, result.foot_contacts[:, c]) for c, n in enumerate(result.contact_names)]
+    if result.joint_confidence is not None:
+        channels += [(CONFIDENCE_PREFIX + n, result.joint_confidence[:, j]) for j, n in enumerate(result.joint_names)]
+    added = []
+    for prop, values in channels:
+        if prop not in obj.keys():
+            obj[prop] = 0.0
+            added.append(prop)
+        fc = _fcurves(action, slot, f'["{bpy.utils.escape_identifier(prop)}"]', 1, "Video Mocap Channels")[0]
+        _write_keys(fc, frames, values)
+        if prop.startswith(CONTACT_PREFIX):
+            fc.keyframe_points.foreach_set("interpolation", [_CONSTANT] * len(frames))
+    return added
+
+
+_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
+
+
 def write_action(obj: bpy.types.Object, result: MotionResult, name: str, frames: np.ndarray) -> bpy.types.Action:
     """A new action with rotation_quaternion keys per bone and location keys on the root bone."""
     bones = obj.data.bones
@@ -124,6 +152,7 @@ def write_action(obj: bpy.types.Object, result: MotionResult, name: str, frames:
     q_basis, root_loc = rig.pose_basis(result.rotations, result.root_translation, rest_q, root_head)
 
     action = bpy.data.actions.new(name)
+    props_before = set(obj.keys())
     try:
         slot = action.slots.new(id_type='OBJECT', name=obj.name) if hasattr(action, "slots") else None
         for j, bname in enumerate(result.joint_names):
@@ -133,8 +162,11 @@ def write_action(obj: bpy.types.Object, result: MotionResult, name: str, frames:
             if j == 0:
                 for i, fc in enumerate(_fcurves(action, slot, f'pose.bones["{esc}"].location', 3, bname)):
                     _write_keys(fc, frames, root_loc[:, i])
+        key_channels(obj, action, slot, result, frames)   # contacts and confidence, for clean-up
     except Exception:
         bpy.data.actions.remove(action)
+        for prop in set(obj.keys()) - props_before:
+            del obj[prop]
         raise
     action["video_mocap_video"] = result.video_path
     return action

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import bpy
 
-from ..core import rig, shots
+from ..core import footlock, rig, shots
 from ..core.result import MotionResult, ResultError
-from . import apply, retarget_apply
+from . import apply, body, retarget_apply
 from .names import SKELETON_PROP
 from .retarget_apply import RetargetOptions
 
@@ -31,14 +31,19 @@ def import_result(context: bpy.types.Context, result: MotionResult, *, name: str
                   target: bpy.types.Object | None = None, set_scene: bool = True,
                   options: RetargetOptions = RetargetOptions(), shot: int = 0) -> bpy.types.Object:
     """Animate ``target`` (or a new armature) with ``result`` (only its shot number ``shot``, 1-based,
-    when not 0); timeline markers show where the person was lost and where the shots cut
-    (``add_markers``). Returns the animated armature."""
+    when not 0); returns the animated armature. A new armature also gets the body mesh when the file has
+    one and ``options.body_mesh`` is set. Where the file marks foot contact, the feet are first held in
+    place (``options.foot_lock``, core.footlock). Timeline markers show where the person was lost and
+    where the shots cut (``add_markers``)."""
     try:
         result = shots.select_shot(result, shot)
     except ResultError as e:
         raise apply.ApplyError(str(e)) from e
+    result = footlock.lock_feet(result, options.foot_lock)
     if target is None or is_own_armature(target):
         obj = apply.apply_result(context, result, name=name, target=target, set_scene=set_scene)
+        if target is None and options.body_mesh and result.mesh is not None:
+            body.build_body(context, obj, result, name)
     else:
         obj = retarget_apply.apply_retarget(context, result, target, name=name, options=options,
                                             set_scene=set_scene)

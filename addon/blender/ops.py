@@ -12,6 +12,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..core import engine as core_engine
 from . import prefs
 from .props import CAMERA_ITEMS, DEVICE_ITEMS
+from .retarget_apply import RetargetOptions
 from .session import ImportRequest, ImportSession
 
 # The running import's session (at most one); Python objects cannot live on bpy data.
@@ -48,6 +49,12 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
     shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
+    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
+                            description="Add the recovered body, skinned to the new armature (only when no "
+                                        "target armature is given)")
+    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
+                             description="Hold the feet in place where the result marks foot contact (IK on "
+                                         "the legs, baked to keys); 0 = the motion as solved")
     direct: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -62,6 +69,10 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         layout.prop(self, "device")
         layout.prop(self, "set_scene")
         layout.prop(self, "shot")
+        row = layout.row()
+        row.enabled = not self.target
+        row.prop(self, "body_mesh")
+        layout.prop(self, "foot_lock")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if self.direct:
@@ -74,7 +85,8 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         opts = core_engine.RunOptions(frame_start=self.frame_start, frame_end=self.frame_end,
                                       camera=self.camera, focal_px=self.focal_px, device=self.device)
         return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene,
-                             shot=self.shot)
+                             shot=self.shot,
+                             retarget=RetargetOptions(body_mesh=self.body_mesh, foot_lock=self.foot_lock))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job_state = context.window_manager.vidmocap_job
@@ -156,7 +168,8 @@ class VIDMOCAP_OT_run(bpy.types.Operator):
         s = context.scene.vidmocap
         kwargs = dict(filepath=bpy.path.abspath(s.video), frame_start=s.frame_start, frame_end=s.frame_end,
                       target=s.target.name if s.target else "", camera=s.camera, focal_px=s.focal_px,
-                      device=s.device, set_scene=s.set_scene, shot=s.shot, direct=True)
+                      device=s.device, set_scene=s.set_scene, shot=s.shot, body_mesh=s.body_mesh,
+                      foot_lock=s.foot_lock, direct=True)
         if bpy.app.background:
             return bpy.ops.import_anim.video_mocap('EXEC_DEFAULT', **kwargs)
         return bpy.ops.import_anim.video_mocap('INVOKE_DEFAULT', **kwargs)

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def import_result_file(context: bpy.types.Context, filepath: str, *, target: str = "", preset: str = "auto",
                        map_file: str = "", root_motion: str = "bone", scale: float = 0.0,
-                       set_scene: bool = True, shot: int = 0) -> tuple[bool, str, str]:
+                       set_scene: bool = True, shot: int = 0, body_mesh: bool = True,
+                       foot_lock: float = 1.0) -> tuple[bool, str, str]:
     """Read ``filepath`` and import it (one call, so a transaction can wrap it): (ok, message, object)."""
     try:
         result = read_result(bpy.path.abspath(filepath))
@@ -38,7 +39,8 @@ def import_result_file(context: bpy.types.Context, filepath: str, *, target: str
             out = importer.import_result(context, result, name=apply.action_name(result.video_path or filepath),
                                          target=obj, set_scene=set_scene,
                                          options=RetargetOptions(preset=preset, map_file=map_file,
-                                                                 root_motion=root_motion, scale=scale),
+                                                                 root_motion=root_motion, scale=scale,
+                                                                 body_mesh=body_mesh, foot_lock=foot_lock),
                                          shot=shot)
     except (ResultError, apply.ApplyError, RetargetError) as e:
         return False, str(e), ""
@@ -64,6 +66,12 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
     scale: FloatProperty(name="Scale", min=0.0, default=0.0, description="Result metres to rig units; 0 = from leg length")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
     shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
+    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
+                            description="Add the recovered body, skinned to the new armature (only when no "
+                                        "target armature is given and the file has a body mesh)")
+    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
+                             description="Hold the feet in place where the result marks foot contact (IK on "
+                                         "the legs, baked to keys); 0 = the motion as solved")
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -76,11 +84,16 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
         layout.prop(self, "scale")
         layout.prop(self, "set_scene")
         layout.prop(self, "shot")
+        row = layout.row()
+        row.enabled = not self.target
+        row.prop(self, "body_mesh")
+        layout.prop(self, "foot_lock")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         ok, msg, _ = import_result_file(context, self.filepath, target=self.target, preset=self.preset,
                                         map_file=self.map_file, root_motion=self.root_motion,
-                                        scale=self.scale, set_scene=self.set_scene, shot=self.shot)
+                                        scale=self.scale, set_scene=self.set_scene, shot=self.shot,
+                                        body_mesh=self.body_mesh, foot_lock=self.foot_lock)
         self.report({'INFO'} if ok else {'ERROR'}, msg)
         job = context.window_manager.vidmocap_job
         job.last_ok, job.last_message = ok, msg
@@ -97,7 +110,8 @@ class VIDMOCAP_OT_import_result(bpy.types.Operator):
         s = context.scene.vidmocap
         return bpy.ops.import_anim.video_mocap_result(
             'EXEC_DEFAULT', filepath=bpy.path.abspath(s.result_file), target=s.target.name if s.target else "",
-            preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene, shot=s.shot)
+            preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene, shot=s.shot,
+            body_mesh=s.body_mesh, foot_lock=s.foot_lock)
 
 
 class VIDMOCAP_OT_map_fill(bpy.types.Operator):
@@ -185,6 +199,8 @@ class VIDMOCAP_PT_result(bpy.types.Panel):
         if s.preset == "custom":
             layout.prop(s, "map_file")
         layout.prop(s, "root_motion")
+        layout.prop(s, "body_mesh")
+        layout.prop(s, "foot_lock")
         layout.operator("vidmocap.import_result", icon='IMPORT')
         box = layout.box()
         box.label(text="Mapping Editor")

@@ -62,6 +62,12 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     map_file: StringProperty(name="Map File", subtype='FILE_PATH',  # type: ignore[valid-type]
                              description="Custom bone map (JSON)")
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
+    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
+                            description="Add the recovered body, skinned to the new armature (imports onto a "
+                                        "new armature only)")
+    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
+                             description="Hold the feet in place where the result marks foot contact (IK on "
+                                         "the legs, baked to keys); 0 = the motion as solved")
     map_rows: CollectionProperty(type=VIDMOCAP_PG_map_row)  # type: ignore[valid-type]
     map_root: StringProperty(name="Root Bone", description="Bone that carries the root motion")  # type: ignore[valid-type]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core import retarget, rig
 from ..core.result import MotionResult
-from .apply import ApplyError, _fcurves, _write_keys
+from .apply import CONFIDENCE_PREFIX, CONTACT_PREFIX, ApplyError, _fcurves, _write_keys, key_channels  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,9 @@ class RetargetOptions:
     map_file: str = ""
     root_motion: str = "bone"      # bone | object | in_place
     scale: float = 0.0             # 0 = from the leg lengths
+    # not retargeting as such, but options of every import that travel with these
+    body_mesh: bool = True         # build the body mesh (when the file has one) on a NEW armature
+    foot_lock: float = 1.0         # 0..1: contact-frame feet held in place by IK on the legs (core.footlock)
 
 
 def target_rig(obj: bpy.types.Object) -> retarget.TargetRig:
@@ -77,32 +80,6 @@ def _assign(obj: bpy.types.Object, action: bpy.types.Action) -> None:
         ad.action_slot = action.slots[0]
 
 
-CONTACT_PREFIX = "vm_contact_"
-CONFIDENCE_PREFIX = "vm_conf_"
-
-
-def key_channels(obj: bpy.types.Object, action: bpy.types.Action, slot: object, result: MotionResult,
-                 frames: np.ndarray) -> list[str]:
-    """Foot contacts (0/1, constant interpolation) and per-joint confidence as keyed custom properties
-    of the armature object, for clean-up. Returns the property names it added to ``obj``."""
-    channels: list[tuple[str, np.ndarray]] = []
-    if result.foot_contacts is not None:
-        channels += [(CONTACT_PREFIX + n, result.foot_contacts[:, c]) for c, n in enumerate(result.contact_names)]
-    if result.joint_confidence is not None:
-        channels += [(CONFIDENCE_PREFIX + n, result.joint_confidence[:, j]) for j, n in enumerate(result.joint_names)]
-    added = []
-    for prop, values in channels:
-        if prop not in obj.keys():
-            obj[prop] = 0.0
-            added.append(prop)
-        fc = _fcurves(action, slot, f'["{bpy.utils.escape_identifier(prop)}"]', 1, "Video Mocap Channels")[0]
-        _write_keys(fc, frames, values)
-        if prop.startswith(CONTACT_PREFIX):
-            fc.keyframe_points.foreach_set("interpolation", [_CONSTANT] * len(frames))
-    return added
-
-
-_CONSTANT = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["CONSTANT"].value
 
 
 def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy.types.Object, *,

@@ -32,6 +32,10 @@ class VIDMOCAP_PT_main(bpy.types.Panel):
         col.prop(s, "device")
         col.prop(s, "set_scene")
         col.prop(s, "shot")
+        row = col.row()
+        row.enabled = s.target is None
+        row.prop(s, "body_mesh")
+        col.prop(s, "foot_lock")
         if job.running:
             layout.progress(factor=job.progress, type='BAR', text=job.status or "Running")
             layout.operator("vidmocap.cancel", icon='CANCEL')

