@@ -133,8 +133,14 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     timings["solve"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     proto.progress("trajectory", 0, 3, force=True)
+    traj_total = [3]   # the trajectory stage's own step count, for the last progress message
+
+    def traj_report(i: int, n: int) -> None:
+        traj_total[0] = n
+        proto.progress("trajectory", i, n)
+
     traj = segments.trajectory_per_shot(build_stage("trajectory", opts.trajectory, device), track, motion, clip,
-                                        stage_report(proto, "trajectory"), np.zeros(len(track), np.int32)
+                                        traj_report, np.zeros(len(track), np.int32)
                                         if shot is None else shot)
     # the feet in contact onto z = 0 (per shot; the world frame moves, the camera with it)
     traj, shifts = segments.settle_on_floor(motion, traj, clip.fps, shot)
@@ -154,7 +160,7 @@ def reconstruct(track, info, opts: RunOptions, proto: Protocol, warn, *, device:
     timings["trajectory"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     data = assemble(track, info, clip, motion, traj, video_path=opts.job.video, engine_version=__version__)
-    proto.progress("trajectory", 3, 3)
+    proto.progress("trajectory", traj_total[0], traj_total[0])
     timings["body_mesh"] = time.perf_counter() - t0
     meta = {**motion.info, "world": traj.info, "focal_px": clip.focal_px}
     return data, meta

@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-every", type=int, default=500)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--decay", action="store_true",
+                    help="cosine learning-rate decay to a tenth over this run's --minutes (a final run)")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -205,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
+        if args.decay:
+            progress = min(1.0, 1.0 - (t_end - time.time()) / (args.minutes * 60))
+            for g in opt.param_groups:
+                g["lr"] = args.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * progress)))
         step += 1
         losses.append(loss.item())
         if step % 100 == 0:
