@@ -40,6 +40,7 @@ CORE = "tests/test_addon_core.py"
 RESULT = "tests/test_protocol_result.py"
 CAM = "tests/test_camera_motion.py"
 FOOT = "tests/test_footlock.py"
+TP = "tests/test_tp.py"
 
 
 @dataclass(frozen=True)
@@ -184,8 +185,28 @@ BUGS: tuple[Bug, ...] = (
         "Q_knee = _axis_angle(axis, cur - want)", "Q_knee = _axis_angle(axis, want - cur)", (FOOT,),
         "the IK bends the knee the wrong way (the ankle misses its target)"),
     Bug("footlock_pin_sign", "refine", "engine/footlock.py",
-        "out[1:, :2] -= np.cumsum(slide, axis=0)", "out[1:, :2] += np.cumsum(slide, axis=0)", (FOOT, ACC),
-        "the planted feet's slide added to the root instead of taken out"),
+        "out[1:, :2] -= correction", "out[1:, :2] += correction", (FOOT, ACC),
+        "the planted feet's slide added to the root instead of taken out",
+        alt=(("engine/footlock.py", "out[1:, :2] -= np.cumsum(slide, axis=0)", "out[1:, :2] += np.cumsum(slide, axis=0)"),)),
+    Bug("footlock_orientation_not_held", "refine", "engine/footlock.py",
+        "Rw_foot = Rotation.from_rotvec(turn * weight[on, None]).as_matrix() @ Rw[on, ankle]",
+        "Rw_foot = Rw[on, ankle]", (FOOT,), "a planted foot keeps wobbling (its ball slides)"),
+    # -- TP (trajectory prior) --------------------------------------------------------------------------
+    Bug("tp_heading_sign", "tp", "engine/tp/representation.py",
+        "np.arctan2(facing[:, 1], facing[:, 0]) + np.pi / 2", "np.arctan2(facing[:, 1], facing[:, 0]) - np.pi / 2",
+        (TP, ACC), "the heading is off by half a turn (the body walks backwards)"),
+    Bug("tp_ddim_eps", "tp", "engine/tp/diffusion.py",
+        "eps = (x - np.sqrt(a_t) * x0) / np.sqrt(1.0 - a_t)", "eps = (x - a_t * x0) / np.sqrt(1.0 - a_t)",
+        (TP,), "DDIM recovers the noise with the wrong signal scale"),
+    Bug("tp_blend_flat", "tp", "engine/tp/diffusion.py",
+        "out[i, :ov] = np.minimum(out[i, :ov], (np.arange(ov) + 1) / (ov + 1))", "out[i, :ov] = 1.0",
+        (TP,), "overlapping windows are averaged without ramps (a seam where a window starts)"),
+    Bug("tp_guide_sign", "tp", "engine/stages/trajectory_tp.py",
+        "x0[:, dims] += w * (ev[:, dims] - x0[:, dims])", "x0[:, dims] -= w * (ev[:, dims] - x0[:, dims])",
+        (TP, ACC), "the guidance pushes away from the camera's evidence"),
+    Bug("tp_integrate_unturned", "tp", "engine/tp/representation.py",
+        'step = np.einsum("tab,tb->ta", yaw_matrices(yaw), v) / fps', 'step = np.einsum("tba,tb->ta", yaw_matrices(yaw), v) / fps',
+        (TP, ACC), "the path is integrated with the heading turned the wrong way"),
 )
 
 
