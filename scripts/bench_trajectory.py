@@ -8,7 +8,8 @@ does); every variant then runs the stages after the keypoints (``engine.pipeline
 own options and is scored with ``scripts.bench_accuracy.score_clip``. Also reported: the camera's
 rotation error against the dev set's true cameras (degrees per 100 frames: the angle between the
 estimated and the true rotation of the camera over each 100-frame span, averaged) and the time of the
-stages after the keypoints as a ratio of the decode + BlazePose time (one run, same machine).
+stages after the keypoints (``after_pose_ratio``) and of the trajectory stage with its refinement
+(``trajectory_ratio``) as ratios of the decode + BlazePose (+ camera tracking) time, one run, same machine.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def main(argv=None) -> int:
             opts = run_options(build_parser().parse_args(["run", str(clip), "--out", "/nonexistent/x.npz",
                                                           *shlex.split(vargs)]))
             t1 = time.perf_counter()
+            timings: dict = {}
             try:
                 data, _ = pipeline.reconstruct(track, info, opts, proto, lambda c, m: None, device="cpu",
-                                               camera_moving=moving, camera_tracker=tracker, shot=shots["shot"])
+                                               camera_moving=moving, camera_tracker=tracker, shot=shots["shot"],
+                                               timings=timings)
             except Exception as e:  # noqa: BLE001 - one failing variant must not stop the benchmark
                 entry["variants"][name] = {"error": f"{type(e).__name__}: {e}"}
                 continue
@@ -97,13 +100,14 @@ def main(argv=None) -> int:
             s["camera_rot_deg_per_100f"] = rotation_drift(data["camera_extrinsics"].astype(np.float64),
                                                           gt["camera_extrinsics"].astype(np.float64)[idx])
             s["after_pose_ratio"] = (time.perf_counter() - t1) / entry["pose_seconds"]
+            s["trajectory_ratio"] = timings.get("trajectory", float("nan")) / entry["pose_seconds"]
             entry["variants"][name] = s
         per_clip.append(entry)
         print(f"{clip.name} ({entry['group']}): " + "; ".join(
             f"{n} W100 {v.get('w_mpjpe100', float('nan')):.0f} RTE {v.get('rte', float('nan')):.1f} "
             f"slide {v.get('foot_sliding', float('nan')):.0f}" for n, v in entry["variants"].items()), flush=True)
     keys = ("mpjpe", "pa_mpjpe", "w_mpjpe100", "wa_mpjpe100", "rte", "jitter", "foot_sliding",
-            "camera_rot_deg_per_100f", "after_pose_ratio")
+            "camera_rot_deg_per_100f", "after_pose_ratio", "trajectory_ratio")
     for group in ["all"] + sorted({e["group"] for e in per_clip}):
         rows = {n: [e["variants"][n] for e in per_clip if (group == "all" or e["group"] == group)
                     and "error" not in e["variants"].get(n, {"error": 1})] for n in variants}

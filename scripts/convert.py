@@ -11,7 +11,6 @@ non-zero if any failed. Also runs under a plain Python that has the ``bpy`` modu
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -38,14 +37,13 @@ def main() -> int:
 
 
 def _exit(code: int) -> None:
-    """Exit; with ``os._exit`` when bpy runs as a Python module, whose C++ exit handlers can hang
-    forever on a helper thread they never stop (see scripts/vmkit/bpy_exit.py)."""
-    bpy = sys.modules.get("bpy")
-    if bpy is not None and not getattr(bpy.app, "binary_path", ""):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    """Exit through scripts/vmkit/bpy_exit.py (bpy as a Python module can hang at exit), loaded from its
+    file: this script also runs inside Blender, where the repository is not importable."""
+    spec = importlib.util.spec_from_file_location("video_mocap_bpy_exit", ROOT / "scripts" / "vmkit" / "bpy_exit.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.exit_process(code)
 
 
 if __name__ == "__main__":

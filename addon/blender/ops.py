@@ -11,7 +11,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..core import engine as core_engine
 from . import prefs
-from .props import CAMERA_ITEMS, DEVICE_ITEMS
+from .props import CAMERA_ITEMS, DEVICE_ITEMS, body_mesh_property, foot_lock_property, shot_property
 from .retarget_apply import RetargetOptions
 from .session import ImportRequest, ImportSession
 
@@ -48,13 +48,9 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     focal_px: FloatProperty(name="Focal Length (px)", min=0.0, default=0.0, description="0 = unknown")  # type: ignore[valid-type]
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
-    shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
-    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
-                            description="Add the recovered body, skinned to the new armature (only when no "
-                                        "target armature is given)")
-    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
-                             description="Hold the feet in place where the result marks foot contact (IK on "
-                                         "the legs, baked to keys); 0 = the motion as solved")
+    shot: shot_property()  # type: ignore[valid-type]
+    body_mesh: body_mesh_property()  # type: ignore[valid-type]
+    foot_lock: foot_lock_property()  # type: ignore[valid-type]
     direct: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:

@@ -7,14 +7,14 @@ import logging
 import os
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core import retarget
 from ..core.result import ResultError, read_result
 from ..core.retarget import RetargetError
 from . import apply, importer
-from .props import PRESET_ITEMS, ROOT_ITEMS
+from .props import PRESET_ITEMS, ROOT_ITEMS, body_mesh_property, foot_lock_property, shot_property
 from .retarget_apply import RetargetOptions
 from .transaction import SceneTransaction
 
@@ -65,13 +65,9 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
     scale: FloatProperty(name="Scale", min=0.0, default=0.0, description="Result metres to rig units; 0 = from leg length")  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
-    shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
-    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
-                            description="Add the recovered body, skinned to the new armature (only when no "
-                                        "target armature is given and the file has a body mesh)")
-    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
-                             description="Hold the feet in place where the result marks foot contact (IK on "
-                                         "the legs, baked to keys); 0 = the motion as solved")
+    shot: shot_property()  # type: ignore[valid-type]
+    body_mesh: body_mesh_property()  # type: ignore[valid-type]
+    foot_lock: foot_lock_property()  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

@@ -29,6 +29,24 @@ ROOT_ITEMS = [
 ]
 
 
+
+def shot_property() -> Any:
+    return IntProperty(name="Shot", min=0, default=0,
+                       description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")
+
+
+def body_mesh_property() -> Any:
+    return BoolProperty(name="Body Mesh", default=True,
+                        description="Add the recovered body, skinned to the new armature (only when no target "
+                                    "armature is given and the result has a body mesh)")
+
+
+def foot_lock_property() -> Any:
+    return FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',
+                         description="Hold the feet in place where the result marks foot contact (IK on the "
+                                     "legs, baked to keys); 0 = the motion as solved")
+
+
 class VIDMOCAP_PG_map_row(bpy.types.PropertyGroup):
     """One row of the mapping editor: a bone of the target rig and the result joint that drives it."""
 
@@ -55,19 +73,15 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
     set_scene: BoolProperty(  # type: ignore[valid-type]
         name="Set Scene FPS and Range", default=True, description="Match the scene frame rate and range to the video")
-    shot: IntProperty(name="Shot", min=0, default=0, description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")  # type: ignore[valid-type]
+    shot: shot_property()  # type: ignore[valid-type]
     result_file: StringProperty(name="Result", subtype='FILE_PATH',  # type: ignore[valid-type]
                                 description="A saved Video Mocap result (.npz) to import without the engine")
     preset: EnumProperty(name="Bone Map", items=PRESET_ITEMS, default="auto")  # type: ignore[valid-type]
     map_file: StringProperty(name="Map File", subtype='FILE_PATH',  # type: ignore[valid-type]
                              description="Custom bone map (JSON)")
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
-    body_mesh: BoolProperty(name="Body Mesh", default=True,  # type: ignore[valid-type]
-                            description="Add the recovered body, skinned to the new armature (imports onto a "
-                                        "new armature only)")
-    foot_lock: FloatProperty(name="Foot Lock", min=0.0, max=1.0, default=1.0, subtype='FACTOR',  # type: ignore[valid-type]
-                             description="Hold the feet in place where the result marks foot contact (IK on "
-                                         "the legs, baked to keys); 0 = the motion as solved")
+    body_mesh: body_mesh_property()  # type: ignore[valid-type]
+    foot_lock: foot_lock_property()  # type: ignore[valid-type]
     map_rows: CollectionProperty(type=VIDMOCAP_PG_map_row)  # type: ignore[valid-type]
     map_root: StringProperty(name="Root Bone", description="Bone that carries the root motion")  # type: ignore[valid-type]
 

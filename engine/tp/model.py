@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +51,9 @@ class TPConfig:
         if doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"not a TP config (format {doc.get('format')!r} v{doc.get('format_version')!r}; "
                              f"expected {FORMAT!r} v{FORMAT_VERSION})")
-        d = doc["config"]
-        names = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(d) - names), sorted(names - set(d))
-        if unknown or missing:
-            raise ValueError(f"TP config keys differ: unknown {unknown}, missing {missing}")
-        return cls(**d)
+        from ..stages import config_from_dict   # strict: unknown, missing or mistyped keys fail
+
+        return config_from_dict(cls, doc["config"], complete=True)
 
 
 def sinusoid(pos: torch.Tensor, dim: int) -> torch.Tensor:
