@@ -117,3 +117,32 @@ def test_a_planted_foot_holds_its_orientation_so_the_ball_stays_put():
         _, after = sk.forward_kinematics(R2, root, rest)
         slides[hold] = np.linalg.norm(np.diff(after[4:56, rb], axis=0), axis=1).max()
     assert slides[True] < 0.005 < slides[False], slides
+
+
+def test_the_stage_moves_a_moving_camera_with_the_root():
+    """When foot locking shifts the root (its planted feet's slide taken out), a moving camera moves with
+    it, so the root's position in each camera frame is unchanged; a static camera stays put."""
+    import dataclasses
+
+    from engine.stages.records import BodyMotion, Clip, Trajectory
+    from engine.stages.refine_footlock import FootLockRefine
+
+    T = 60
+    R, root, rest = _standing(T)
+    _, P = sk.forward_kinematics(R, np.zeros((T, 3)), rest)
+    motion = BodyMotion(rotations=R.astype(np.float32), root=np.zeros((T, 3), np.float32), rest_offsets=rest,
+                        joints=P.astype(np.float32), height=1.7, joint_confidence=np.ones((T, sk.J)),
+                        anchors=np.zeros((T, 1, 3)), anchor_landmarks=[[0]], anchor_weights=np.ones((T, 1)),
+                        foot_anchors=[0])
+    E = np.tile(np.eye(4), (T, 1, 1))
+    E[:, :3, :3] = Rotation.from_euler("z", np.linspace(0, 30, T)[:, None], degrees=True).as_matrix()
+    E[:, :3, 3] = [0.0, 1.0, 4.0]
+    traj = Trajectory(root_world=root, root_orient_world=R[:, 0], camera_extrinsics=E, camera_static=False)
+    clip = Clip(fps=FPS, width=640, height=480, focal_px=800.0)
+    stage = FootLockRefine(FootLockConfig())
+    cam_root = lambda t: np.einsum("tab,tb->ta", t.camera_extrinsics[:, :3, :3], t.root_world) + t.camera_extrinsics[:, :3, 3]  # noqa: E731
+    _, moved = stage(motion, traj, clip, lambda i, n: None)
+    assert np.abs(moved.root_world - root).max() > 0.01                     # the root did move
+    np.testing.assert_allclose(cam_root(moved), cam_root(traj), atol=1e-9)
+    _, kept = stage(motion, dataclasses.replace(traj, camera_static=True), clip, lambda i, n: None)
+    assert np.array_equal(kept.camera_extrinsics, E)

@@ -44,5 +44,11 @@ class FootLockRefine:
         info = {**motion.info, "foot_lock": {"stance_left": float(stance[:, 0].mean()),
                                              "stance_right": float(stance[:, 1].mean())}}
         report(1, 1)
-        traj = dataclasses.replace(traj, root_world=root_w)
+        E = traj.camera_extrinsics
+        if not traj.camera_static:
+            # a moving camera's position is known only relative to the body: it moves with the root, so the
+            # body still projects where it was seen (t = X_cam - R X_world)
+            E = E.copy()
+            E[:, :3, 3] -= np.einsum("tab,tb->ta", E[:, :3, :3], root_w - traj.root_world)
+        traj = dataclasses.replace(traj, root_world=root_w, camera_extrinsics=E)
         return dataclasses.replace(motion, rotations=R_new, joints=joints, info=info), traj
