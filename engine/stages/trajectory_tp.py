@@ -30,8 +30,9 @@ class TPTrajectoryConfig:
     steps: int = 10              # DDIM steps (fewer = faster)
     overlap: int = 30            # frames shared by neighbouring windows
     seed: int = 0                # the starting noise (the result is deterministic)
+    samples: int = 1             # samples averaged (seeds seed, seed + 1, ...): closer to the posterior mean
     evidence: bool = True        # guide toward the perspective path where it is reliable
-    static_weight: float = 0.8   # guidance strength, static camera
+    static_weight: float = 0.5   # guidance strength, static camera (perspective depth is noisy: half the say)
     moving_weight: float = 0.3   # guidance strength, moving camera (its motion measured and removed)
     min_support: float = 2.0     # sum of anchor weights below which a frame gives no evidence
 
@@ -99,16 +100,19 @@ class TPTrajectory:
                     return x0
 
             abar = df.cosine_alphas_cumprod(net.cfg.diffusion_steps)
-            xn = df.ddim_sample(predict, len(cond), net.cfg.x_dim, abar, steps=cfg.steps, window=net.cfg.window,
-                                overlap=min(cfg.overlap, net.cfg.window - 1), seed=cfg.seed, guide=guide,
-                                report=report)
+            n = max(1, cfg.samples)
+            xn = np.mean([df.ddim_sample(predict, len(cond), net.cfg.x_dim, abar, steps=cfg.steps,
+                                         window=net.cfg.window, overlap=min(cfg.overlap, net.cfg.window - 1),
+                                         seed=cfg.seed + k, guide=guide,
+                                         report=lambda i, m, k=k: report(k * m + i, n * m))
+                          for k in range(n)], axis=0)
             return net.denorm_x(torch.as_tensor(xn, dtype=torch.float32, device=self.device)).cpu().numpy()
 
     def __call__(self, track, motion: BodyMotion, clip: Clip, report: Report) -> Trajectory:
         from ..tp import representation as rp
 
         cfg = self.cfg
-        base = self.perspective(track, motion, clip, lambda i, n: report(i, n + cfg.steps))
+        base = self.perspective(track, motion, clip, lambda i, n: report(i, n + cfg.steps * max(1, cfg.samples)))
         T = len(base.root_world)
         # body-camera -> world, per frame, from the root's two orientations
         M = np.einsum("tab,tcb->tac", base.root_orient_world, motion.rotations[:, 0])
