@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save_checkpoint() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+        torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": int(step), "best": float(best),
                     "config": json.dumps(cfg.__dict__)}, tmp)
         tmp.replace(ckpt_path)
 
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.decay:
             progress = min(1.0, 1.0 - (t_end - time.time()) / (args.minutes * 60))
             for g in opt.param_groups:
-                g["lr"] = args.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * progress)))
+                g["lr"] = float(args.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * progress))))
         step += 1
         losses.append(loss.item())
         if step % 100 == 0:
