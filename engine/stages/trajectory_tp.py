@@ -35,6 +35,7 @@ class TPTrajectoryConfig:
     static_weight: float = 0.5   # guidance strength, static camera (perspective depth is noisy: half the say)
     moving_weight: float = 0.3   # guidance strength, moving camera (its motion measured and removed)
     min_support: float = 2.0     # sum of anchor weights below which a frame gives no evidence
+    contact_threshold: float = 0.0  # a foot point is in contact where TP's contact output (-1..1) exceeds this
 
 
 def evidence_weights(valid: np.ndarray, support: np.ndarray, min_support: float, strength: float) -> np.ndarray:
@@ -139,7 +140,7 @@ class TPTrajectory:
         x = self.sample(cond, evidence, weights, step)
         path30 = rp.integrate(x, yaw, rp.FPS, root30[0])
         root_w = rp.resample(path30, rp.FPS, fps, T)
-        contacts = rp.resample((x[:, rp.CONTACT] > 0).astype(np.float32), rp.FPS, fps, T) > 0.5   # (T, 4)
+        contacts = rp.resample((x[:, rp.CONTACT] > cfg.contact_threshold).astype(np.float32), rp.FPS, fps, T) > 0.5
         E = base.camera_extrinsics.copy()
         if not static:   # keep the body where it was seen: X_cam = R X_world + t, so t = X_cam - R X_world
             root_cam = np.einsum("tab,tb->ta", E[:, :3, :3], base.root_world) + E[:, :3, 3]
