@@ -115,7 +115,7 @@ def test_foot_contact_rate_is_plausible(sample_run):
 
 
 @pytest.mark.xfail(strict=True, reason="engine bug (found by #12): on the sample the engine's contacts agree "
-                   "poorly with the ground truth: precision 0.51, recall 0.37 (TP's predicted contacts; 0.53 / "
+                   "poorly with the ground truth: precision 0.55, recall 0.41 (TP's predicted contacts; 0.53 / "
                    "0.28 from foot locking's, 0.12 / 0.02 before): the estimated legs are too far from the truth")
 def test_foot_contacts_agree_with_ground_truth(sample_run):
     _, r, gt = sample_run
