@@ -332,3 +332,18 @@ def estimate_world(foot_cam: np.ndarray, torso_up_cam: np.ndarray, pelvis_cam: n
     info["camera_height"] = float(-(origin @ up) + 0.0)
     info["camera_pitch_deg"] = float(np.degrees(np.arcsin(np.clip(-up[2], -1, 1))))
     return WorldFrame(B=B, origin=origin), info
+
+
+def camera_centres(extrinsics: np.ndarray) -> np.ndarray:
+    """(T, 4, 4) world -> camera extrinsics -> (T, 3) camera centres in the world (``-R^T t``)."""
+    return -np.einsum("tba,tb->ta", extrinsics[:, :3, :3], extrinsics[:, :3, 3])
+
+
+def onto_rays(points: np.ndarray, centres: np.ndarray, through: np.ndarray) -> np.ndarray:
+    """Each point (T, 3) moved to the nearest point of the line from ``centres`` (T, 3) through
+    ``through`` (T, 3): it keeps its distance along the viewing ray and takes the ray's direction, so a
+    point seen by a static camera stays where it was seen while its depth can change."""
+    d = through - centres
+    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
+    s = np.einsum("ta,ta->t", points - centres, d)
+    return centres + s[:, None] * d

@@ -146,3 +146,8 @@ def test_the_stage_moves_a_moving_camera_with_the_root():
     np.testing.assert_allclose(cam_root(moved), cam_root(traj), atol=1e-9)
     _, kept = stage(motion, dataclasses.replace(traj, camera_static=True), clip, lambda i, n: None)
     assert np.array_equal(kept.camera_extrinsics, E)
+    # a static camera: the root stays on the ray it was seen on (same direction from the camera centre)
+    C = -np.einsum("tba,tb->ta", E[:, :3, :3], E[:, :3, 3])
+    before, after = root - C, kept.root_world - C
+    cos = np.einsum("ta,ta->t", before, after) / np.linalg.norm(before, axis=1) / np.linalg.norm(after, axis=1)
+    assert np.allclose(cos, 1.0, atol=1e-9) and np.abs(kept.root_world - root).max() > 1e-3

@@ -230,3 +230,16 @@ def test_evidence_weights_vanish_where_the_person_is_missing():
     w = evidence_weights(valid, np.full(40, 5.0), 2.0, 0.8)
     assert np.allclose(w[:10], 0.8) and np.allclose(w[18:22], 0.0) and np.allclose(w[30:], 0.8)
     assert (np.abs(np.diff(w)) <= 0.8 / 5 + 1e-9).all()            # eased in and out
+
+
+def test_onto_rays_keeps_the_direction_and_the_distance_along_it():
+    from engine.trajectory import onto_rays
+
+    rng = np.random.default_rng(2)
+    C = rng.normal(0, 1, (20, 3))
+    through = C + rng.normal(0, 3, (20, 3))
+    d = (through - C) / np.linalg.norm(through - C, axis=1, keepdims=True)
+    s = rng.uniform(1, 5, 20)
+    off = np.cross(d, rng.normal(0, 1, (20, 3)))                     # perpendicular to the ray
+    out = onto_rays(C + s[:, None] * d + off, C, through)
+    np.testing.assert_allclose(out, C + s[:, None] * d, atol=1e-9)

@@ -45,7 +45,11 @@ class FootLockRefine:
                                              "stance_right": float(stance[:, 1].mean())}}
         report(1, 1)
         E = traj.camera_extrinsics
-        if not traj.camera_static:
+        if traj.camera_static:   # the root stays on the ray it was seen on (only its depth may change)
+            from ..trajectory import camera_centres, onto_rays
+
+            root_w = onto_rays(root_w, camera_centres(E), traj.root_world)
+        else:
             # a moving camera's position is known only relative to the body: it moves with the root, so the
             # body still projects where it was seen (t = X_cam - R X_world)
             E = E.copy()

@@ -9,8 +9,10 @@
 3. Evidence: at every step the estimate of the velocity and height is pulled toward the perspective
    path's, by ``static_weight`` or ``moving_weight`` times the frame's reliability (the person found
    and enough landmark support); where the person is missing the prior alone fills in.
-4. The path is integrated along the body's heading from the perspective path's first position. For a
-   moving camera the camera's translation is re-derived so the body still projects where it was seen.
+4. The path is integrated along the body's heading from the perspective path's first position. The body
+   stays where the camera saw it: with a static camera the root is moved onto the viewing ray through
+   the perspective root (TP sets the distance along it); with a moving camera the camera's translation
+   is re-derived instead.
 """
 
 from __future__ import annotations
@@ -142,7 +144,11 @@ class TPTrajectory:
         root_w = rp.resample(path30, rp.FPS, fps, T)
         contacts = rp.resample((x[:, rp.CONTACT] > cfg.contact_threshold).astype(np.float32), rp.FPS, fps, T) > 0.5
         E = base.camera_extrinsics.copy()
-        if not static:   # keep the body where it was seen: X_cam = R X_world + t, so t = X_cam - R X_world
+        if static:   # the camera saw the root on a ray: keep it there, TP decides how far along it
+            from ..trajectory import camera_centres, onto_rays
+
+            root_w = onto_rays(root_w, camera_centres(E), base.root_world)
+        else:   # keep the body where it was seen: X_cam = R X_world + t, so t = X_cam - R X_world
             root_cam = np.einsum("tab,tb->ta", E[:, :3, :3], base.root_world) + E[:, :3, 3]
             E[:, :3, 3] = root_cam - np.einsum("tab,tb->ta", E[:, :3, :3], root_w)
         info = dict(base.info)
