@@ -34,7 +34,7 @@ class TPTrajectoryConfig:
     seed: int = 0                # the starting noise (the result is deterministic)
     samples: int = 1             # samples averaged (seeds seed, seed + 1, ...): closer to the posterior mean
     evidence: bool = True        # guide toward the perspective path where it is reliable
-    static_weight: float = 0.5   # guidance strength, static camera (perspective depth is noisy: half the say)
+    static_weight: float = 0.0   # guidance strength, static camera: none (the root is kept on its viewing ray instead)
     moving_weight: float = 0.3   # guidance strength, moving camera (its motion measured and removed)
     min_support: float = 2.0     # sum of anchor weights below which a frame gives no evidence
     contact_threshold: float = 0.0  # a foot point is in contact where TP's contact output (-1..1) exceeds this
