@@ -226,36 +226,32 @@ def test_settle_on_floor_puts_feet_in_contact_at_zero_per_shot():
 def test_settle_on_floor_leaves_a_shot_whose_feet_are_never_still():
     """Feet always on the move (a run at 2 m/s, here 12 cm above the floor): no contact to settle on,
     the shot is left as it is rather than put on the level its moving feet happen to cross most."""
-    from engine import segments
-    from engine.stages.records import Trajectory
-
     T = 60
     M, stand, _ = _standing_motion(T)
     root = np.zeros((T, 3))
     root[:, 1] = 2.0 * np.arange(T) / 30.0
     root[:, 2] = stand + 0.12
+    _assert_left_alone(M, root, "feet")
+
+
+def _assert_left_alone(M, root: np.ndarray, source: str) -> None:
+    from engine import segments
+    from engine.stages.records import Trajectory
+
     traj = Trajectory(root_world=root, root_orient_world=M.rotations[:, 0],
-                      camera_extrinsics=np.repeat(np.eye(4)[None], T, 0), camera_static=True,
-                      info={"ground_source": "feet"})
+                      camera_extrinsics=np.repeat(np.eye(4)[None], len(root), 0), camera_static=True,
+                      info={"ground_source": source})
     out, shifts = segments.settle_on_floor(M, traj, 30.0)
     assert shifts == [0.0]
     np.testing.assert_array_equal(out.root_world, root)
 
 
 def test_settle_on_floor_leaves_a_floor_from_the_pelvis_alone():
-    from engine import segments
-    from engine.stages.records import Trajectory
-
     T = 60
     M, stand, _ = _standing_motion(T)
     root = np.zeros((T, 3))
     root[:, 2] = stand + 0.2
-    traj = Trajectory(root_world=root, root_orient_world=M.rotations[:, 0],
-                      camera_extrinsics=np.repeat(np.eye(4)[None], T, 0), camera_static=True,
-                      info={"ground_source": "pelvis"})
-    out, shifts = segments.settle_on_floor(M, traj, 30.0)
-    assert shifts == [0.0]
-    np.testing.assert_array_equal(out.root_world, root)
+    _assert_left_alone(M, root, "pelvis")
 
 
 def test_estimate_world_finds_the_floor_under_a_box():
