@@ -2,7 +2,12 @@
 armature + body mesh, deformed by Blender's Armature modifier), seen through the result's camera with
 the Workbench engine and laid over the footage.
 
-    python -m scripts.render_body_blender RESULT.npz --out body.png [--frames 4] [--video VIDEO]
+    python -m scripts.render_body_blender RESULT.npz --out body.png [--frames 4] [--video VIDEO] [--rigify]
+
+``--rigify``: instead of the add-on's own armature and body, a Rigify rig is generated (human metarig ->
+Generate Rig), the result is retargeted onto it through the same operator (preset detected), and a
+stand-in character (one capsule per deforming ``DEF-`` bone, bone-parented) is rendered: what a user
+sees when the motion drives a Rigify character.
 
 Blender's camera is the result's (intrinsics -> lens and sensor, per-frame extrinsics -> camera
 matrix, OpenCV -> Blender camera axes by engine.geometry.frames.BLENDER_CAM_TO_CV_4); the film is
@@ -42,6 +47,31 @@ def _camera(bpy, K: np.ndarray, size: tuple[int, int]):
     return obj
 
 
+def _rigify_character(bpy) -> str:
+    """Generate a Rigify rig from the human metarig and give its DEF- bones capsules; returns the rig's name."""
+    bpy.ops.preferences.addon_enable(module="rigify")
+    bpy.ops.object.armature_human_metarig_add()
+    bpy.ops.pose.rigify_generate()
+    bpy.ops.object.mode_set(mode='OBJECT')
+    rig = bpy.data.objects["rig"]
+    bpy.data.objects["metarig"].hide_render = True
+    rig.hide_render = True
+    for bone in rig.data.bones:
+        if not bone.name.startswith("DEF-") or bone.length < 0.03:
+            continue
+        radius = 0.02 if any(k in bone.name for k in ("finger", "thumb", "palm", "f_")) else 0.045
+        bpy.ops.mesh.primitive_cylinder_add(radius=radius, depth=bone.length, vertices=10)
+        part = bpy.context.active_object
+        part.name = f"body_{bone.name}"
+        part.parent, part.parent_type, part.parent_bone = rig, 'BONE', bone.name
+        # a bone-parented child sits at the bone's tail; the cylinder's axis is the bone's Y axis
+        from mathutils import Matrix
+
+        part.matrix_parent_inverse = Matrix.Identity(4)
+        part.matrix_basis = Matrix.Translation((0.0, -bone.length / 2, 0.0)) @ Matrix.Rotation(1.5708, 4, 'X')
+    return rig.name
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("result")
@@ -49,6 +79,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--video", default=None, help="defaults to the video named in the result")
     ap.add_argument("--height", type=int, default=480, help="height of each tile in pixels")
+    ap.add_argument("--rigify", action="store_true", help="retarget onto a generated Rigify rig (see above)")
     args = ap.parse_args(argv)
 
     import bpy
@@ -62,10 +93,14 @@ def main(argv=None) -> int:
     from video_mocap.addon.blender import ops_result  # type: ignore[import-not-found]
 
     bpy.ops.wm.read_homefile(use_empty=True)
-    ok, msg, name = ops_result.import_result_file(bpy.context, str(Path(args.result).resolve()), body_mesh=True)
+    target = _rigify_character(bpy) if args.rigify else ""
+    ok, msg, name = ops_result.import_result_file(bpy.context, str(Path(args.result).resolve()), body_mesh=True,
+                                                  target=target)
     if not ok:
         print(msg, file=sys.stderr)
         return 1
+    if args.rigify:
+        print(f"retargeted onto the Rigify rig: {msg}")
     scene = bpy.context.scene
     scene.render.engine = 'BLENDER_WORKBENCH'
     scene.display.shading.light = 'STUDIO'
