@@ -347,3 +347,17 @@ def onto_rays(points: np.ndarray, centres: np.ndarray, through: np.ndarray) -> n
     d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
     s = np.einsum("ta,ta->t", points - centres, d)
     return centres + s[:, None] * d
+
+
+def keep_in_view(root_new: np.ndarray, root_seen: np.ndarray, extrinsics: np.ndarray, static: bool
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A stage moved the root from where the camera saw it (``root_seen``) to ``root_new`` (T, 3): the
+    body must still project where it was seen. A static camera keeps its place and the root moves only
+    along its viewing ray (:func:`onto_rays`: its distance changes, its image position does not); a
+    moving camera's position is known only relative to the body, so it moves with the root
+    (``X_cam = R X_world + t``, hence ``t -= R (root_new - root_seen)``). Returns (root, extrinsics)."""
+    E = np.array(extrinsics, copy=True)
+    if static:
+        return onto_rays(root_new, camera_centres(E), root_seen), E
+    E[:, :3, 3] -= np.einsum("tab,tb->ta", E[:, :3, :3], root_new - root_seen)
+    return root_new, E

@@ -44,15 +44,8 @@ class FootLockRefine:
         info = {**motion.info, "foot_lock": {"stance_left": float(stance[:, 0].mean()),
                                              "stance_right": float(stance[:, 1].mean())}}
         report(1, 1)
-        E = traj.camera_extrinsics
-        if traj.camera_static:   # the root stays on the ray it was seen on (only its depth may change)
-            from ..trajectory import camera_centres, onto_rays
+        from ..trajectory import keep_in_view   # the shifted root still projects where it was seen
 
-            root_w = onto_rays(root_w, camera_centres(E), traj.root_world)
-        else:
-            # a moving camera's position is known only relative to the body: it moves with the root, so the
-            # body still projects where it was seen (t = X_cam - R X_world)
-            E = E.copy()
-            E[:, :3, 3] -= np.einsum("tab,tb->ta", E[:, :3, :3], root_w - traj.root_world)
+        root_w, E = keep_in_view(root_w, traj.root_world, traj.camera_extrinsics, traj.camera_static)
         traj = dataclasses.replace(traj, root_world=root_w, camera_extrinsics=E)
         return dataclasses.replace(motion, rotations=R_new, joints=joints, info=info), traj

@@ -143,14 +143,9 @@ class TPTrajectory:
         path30 = rp.integrate(x, yaw, rp.FPS, root30[0])
         root_w = rp.resample(path30, rp.FPS, fps, T)
         contacts = rp.resample((x[:, rp.CONTACT] > cfg.contact_threshold).astype(np.float32), rp.FPS, fps, T) > 0.5
-        E = base.camera_extrinsics.copy()
-        if static:   # the camera saw the root on a ray: keep it there, TP decides how far along it
-            from ..trajectory import camera_centres, onto_rays
+        from ..trajectory import keep_in_view   # static: along the viewing ray; moving: the camera follows
 
-            root_w = onto_rays(root_w, camera_centres(E), base.root_world)
-        else:   # keep the body where it was seen: X_cam = R X_world + t, so t = X_cam - R X_world
-            root_cam = np.einsum("tab,tb->ta", E[:, :3, :3], base.root_world) + E[:, :3, 3]
-            E[:, :3, 3] = root_cam - np.einsum("tab,tb->ta", E[:, :3, :3], root_w)
+        root_w, E = keep_in_view(root_w, base.root_world, base.camera_extrinsics, static)
         info = dict(base.info)
         info["tp"] = {"steps": cfg.steps, "evidence": bool(cfg.evidence),
                       "evidence_weight_mean": None if weights is None else float(np.mean(weights)),
