@@ -1,7 +1,7 @@
 """Rope: a learned, occlusion-robust body-pose network over BlazePose evidence (issue #9).
 
 RopeTP's Rope (HAGT + ACPR, ``/work/shared/papers/ropetp.txt`` section 3.2) with BlazePose landmarks in
-place of image features; see ``network.py`` for the inputs and outputs and ``models/rope/README.md``
+place of image features; see ``network.py`` for the inputs and outputs and ``models/rope/MODEL_CARD.md``
 for the shipped weights.
 """
 

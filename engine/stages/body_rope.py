@@ -50,7 +50,7 @@ class RopeBody:
 
         d = Path(__file__).resolve().parents[2] / "models" / "rope"
         return {"weights": str(d / "rope.safetensors"), "weights_found": (d / "rope.safetensors").is_file(),
-                "source": "Rope network trained on mocap with synthetic BlazePose observations (models/rope/README.md)"}
+                "source": "Rope network trained on mocap with synthetic BlazePose observations (models/rope/MODEL_CARD.md)"}
 
     def __call__(self, track, clip: Clip, report: Report) -> BodyMotion:
         from .. import solve

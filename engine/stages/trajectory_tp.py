@@ -70,7 +70,7 @@ class TPTrajectory:
 
         d = Path(__file__).resolve().parents[2] / "models" / "tp"
         return {"weights": str(d / "tp.safetensors"), "weights_found": (d / "tp.safetensors").is_file(),
-                "source": "TP trajectory prior trained on mocap (models/tp/README.md)"}
+                "source": "TP trajectory prior trained on mocap (models/tp/MODEL_CARD.md)"}
 
     def sample(self, cond: np.ndarray, evidence: np.ndarray | None, weights: np.ndarray | None,
                report: Report) -> np.ndarray:
