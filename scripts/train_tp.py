@@ -122,14 +122,13 @@ def validate(net: TPDenoiser, val: list[tuple[np.ndarray, np.ndarray]], abar: np
 
         xn = df.ddim_sample(predict, len(c), x.shape[1], abar, steps=steps, window=net.cfg.window, overlap=30)
         xp = net.denorm_x(torch.as_tensor(xn, dtype=torch.float32)).numpy()
-        yaw = np.zeros(len(x))        # both paths integrated in the same (heading-frame) velocities
+        # both paths integrated from the heading-frame velocities (the same frames, so comparable)
         true = np.cumsum(x[:, :2], 0) / rp.FPS
         pred = np.cumsum(xp[:, :2], 0) / rp.FPS
         errs.append(np.linalg.norm(pred - true, axis=1).mean() * 1000)
         zero_errs.append(np.linalg.norm(true, axis=1).mean() * 1000)
         vel_errs.append(np.linalg.norm(xp[:, :2] - x[:, :2], axis=1).mean())
         contact_acc.append(((xp[:, rp.CONTACT] > 0) == (x[:, rp.CONTACT] > 0)).mean())
-        del yaw
     net.train()
     return {"path_mm": float(np.mean(errs)), "still_path_mm": float(np.mean(zero_errs)),
             "vel_ms": float(np.mean(vel_errs)), "contact_acc": float(np.mean(contact_acc))}
