@@ -1,7 +1,7 @@
 """BlazePose run on rendered clips of TRAINING performers, with ground truth (docs/training_data.md).
 
     .venv/bin/python -m scripts.make_detector_data [--out .cache/training/blazepose_renders.npz] [--n 24]
-        [--frames 48] [--width 480] [--height 270] [--seed 0]
+        [--start 0] [--pack-only] [--frames 48] [--width 480] [--height 270] [--seed 0]
 
 Teaches the Rope network the real detector's bias: each clip is sampled like a dev-set clip
 (``make_devset.sample_clip``: static / moving / occluded groups, random anny shape, random scene) but
@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / ".cache" / "training" / "blazepose_renders.npz")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n", type=int, default=24)
+    ap.add_argument("--start", type=int, default=0,
+                    help="first clip index to make (run disjoint ranges in parallel, then pack with --pack-only)")
+    ap.add_argument("--pack-only", action="store_true", help="only pack the clips already made in [0, n)")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--width", type=int, default=480)
     ap.add_argument("--height", type=int, default=270)
@@ -147,7 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     set_seed = 10_000 + args.seed
     clips: list[dict] = []
     t_all = time.perf_counter()
-    for i in range(args.n):
+    for i in range(0 if args.pack_only else args.start, args.n):
+        # Each clip's record is kept beside its video, so an interrupted run resumes where it stopped.
+        done = sorted(clip_dir.glob(f"{i:03d}_*_record.npz"))
+        if done:
+            with np.load(done[0], allow_pickle=False) as z:
+                clips.append({k: z[k] for k in z.files})
+            continue
+        if args.pack_only:
+            continue
         t0 = time.perf_counter()
         group, body, spec, entry = sample_clip(set_seed, i, entries, frames=args.frames, fps=args.fps,
                                                width=args.width, height=args.height)
@@ -159,11 +170,18 @@ def main(argv: list[str] | None = None) -> int:
         t1 = time.perf_counter()
         track, reader = detect(mp4)
         pose_s = time.perf_counter() - t1
-        clips.append(clip_record(gt_path, track, reader, name=body.source, subject=entry.subject,
-                                 seed=spec.seed, render_s=render_s, pose_s=pose_s))
+        record = clip_record(gt_path, track, reader, name=body.source, subject=entry.subject,
+                             seed=spec.seed, render_s=render_s, pose_s=pose_s)
+        tmp_record = clip_dir / f"{name}_record.tmp.npz"
+        np.savez(tmp_record, **record)
+        tmp_record.replace(clip_dir / f"{name}_record.npz")
+        clips.append(record)
         log.info("%s: %s, %s camera, %s (%s): render %.1f s, BlazePose %.1f s, detected %.0f %%",
                  name, group, spec.camera.kind, body.source, entry.subject, render_s, pose_s,
                  100 * track.valid.mean())
+    if args.start and not args.pack_only:
+        log.info("clips %d..%d made; pack all with --pack-only", args.start, args.n - 1)
+        return 0
     arrays = pack(clips)
     arrays.update(fps=np.float64(args.fps), landmark_names=np.array(LANDMARK_NAMES),
                   joint_names=np.array(JOINT_NAMES), phenotype_names=np.array(PHENOTYPE_NAMES),
