@@ -15,6 +15,13 @@ mirror, whole-part occlusion (low visibility + large noise), truncation at the b
 dropped frames. One camera set of the pool is redrawn every ``--refresh`` steps (camera-view
 augmentation). Split by performer (VAL_SUBJECTS are never trained on).
 
+``--pairs`` adds BlazePose-on-render pairs (``scripts.make_detector_data``): each step also draws
+``--pair-batch`` windows of the REAL detector's landmarks (mirror and light occlusion augmentation) with
+the rendered body's joints as targets; the renders keep positions only, so these count through the
+pelvis-relative joints (FK with the predicted rotations and skeleton) and bone lengths
+(``pair_losses``). ``--pair-val-subjects`` keeps some performers' pairs out of training and picks the
+checkpoint on their MPJPE. ``--init`` starts a new run from shipped weights (fine-tuning).
+
 Losses: geodesic distance of the 24 local rotations (root in the body-camera frame), 3D joints through
 FK (root-relative; with the true and the predicted skeleton), root position, 2D reprojection (metric
 error in the image plane at the hip depth) and rest offsets (shape).
@@ -209,6 +216,49 @@ class Sampler:
                 "hip_cam": pool["hip_cam"][f], "rest": self.rest[c]}
 
 
+class DetectorPairs:
+    """BlazePose run on renders (``scripts.make_detector_data``): windows of the REAL detector's landmarks
+    with the rendered anny body's joints as targets. The renders keep joint positions only (no local
+    rotations), so these samples teach through positions (``pair_losses``); the synthetic pool keeps the
+    rotations honest. ``subjects`` keeps only those performers' clips (None: all), ``exclude`` drops some
+    (the held-out performers used for picking the checkpoint)."""
+
+    def __init__(self, path: Path, window: int, *, subjects=None, exclude=()):
+        d = np.load(path, allow_pickle=False)
+        subj = d["clip_subject"].astype(str)
+        keep = [c for c in range(len(subj)) if (subjects is None or subj[c] in subjects) and subj[c] not in exclude]
+        assert keep, f"{path}: no clips left (subjects {subjects}, exclude {exclude})"
+        starts, lengths = d["clip_start"][keep], d["clip_length"][keep]
+        idx = np.concatenate([np.arange(a, a + n) for a, n in zip(starts, lengths)])
+        self.subjects = sorted({subj[c] for c in keep})
+        self.window = window
+        self.N = len(idx)
+        self.clip_of = torch.as_tensor(np.repeat(np.arange(len(keep)), lengths))
+        cs = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.start, self.end = torch.as_tensor(cs), torch.as_tensor(cs + lengths - 1)
+        self.image = torch.as_tensor(np.nan_to_num(d["landmarks_image"][idx]).astype(np.float32))
+        self.world = torch.as_tensor(np.nan_to_num(d["landmarks_world"][idx]).astype(np.float32))
+        self.vis = torch.as_tensor(d["visibility"][idx].astype(np.float32))
+        self.valid = torch.as_tensor(d["valid"][idx])
+        self.size = torch.as_tensor(np.repeat(d["image_size"][keep], lengths, 0).astype(np.float32))
+        jc = d["joints_camera"][idx].astype(np.float64)                                  # OpenCV camera axes
+        self.J = torch.as_tensor((jc @ M_CV_TO_BC.T).astype(np.float32))                 # body-camera axes
+        par = np.asarray([max(p, 0) for p in sk.PARENTS])
+        bones = np.linalg.norm(jc - jc[:, par], axis=-1)                                 # (N, 24), root 0
+        clip_bones = np.stack([np.median(bones[self.clip_of.numpy() == c], 0) for c in range(len(keep))])
+        self.bones = torch.as_tensor(clip_bones[self.clip_of.numpy()].astype(np.float32))
+        self.occluded = torch.as_tensor(d["occluded"][idx] | d["self_occluded"][idx])
+
+    def batch(self, B: int, gen: torch.Generator | None = None, f: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if f is None:
+            f = torch.randint(self.N, (B,), generator=gen)
+        h = self.window // 2
+        c = self.clip_of[f]
+        wi = (f[:, None] + torch.arange(-h, h + 1)[None]).clamp(self.start[c][:, None], self.end[c][:, None])
+        return {"image": self.image[wi], "world": self.world[wi], "vis": self.vis[wi], "valid": self.valid[wi],
+                "size": self.size[f], "J": self.J[f], "bones": self.bones[f]}
+
+
 # ---- augmentation ------------------------------------------------------------------------------
 def augment(b: dict[str, torch.Tensor], gen: torch.Generator, p_mirror=0.5, p_part=0.35, p_trunc=0.1,
             p_drop=0.05, p_vis_high=0.0) -> dict[str, torch.Tensor]:
@@ -224,16 +274,24 @@ def augment(b: dict[str, torch.Tensor], gen: torch.Generator, p_mirror=0.5, p_pa
         wld[..., 0] = -wld[..., 0]
         b["image"], b["world"], b["vis"] = b["image"].clone(), b["world"].clone(), b["vis"].clone()
         b["image"][m], b["world"][m], b["vis"][m] = img, wld, vis
-        R = b["R"].clone()
-        R[m] = FLIP_X @ b["R"][m][:, MIRROR_J] @ FLIP_X
-        b["R"] = R
+        if "R" in b:
+            R = b["R"].clone()
+            R[m] = FLIP_X @ b["R"][m][:, MIRROR_J] @ FLIP_X
+            b["R"] = R
         for key in ("root", "hip_cam"):
-            v = b[key].clone()
-            v[m, 0] = -v[m, 0]
-            b[key] = v
-        rest = b["rest"].clone()
-        rest[m] = b["rest"][m][:, MIRROR_J] * torch.tensor([-1.0, 1.0, 1.0])
-        b["rest"] = rest
+            if key in b:
+                v = b[key].clone()
+                v[m, 0] = -v[m, 0]
+                b[key] = v
+        for key in ("rest", "J"):                                                # per-joint vectors
+            if key in b:
+                v = b[key].clone()
+                v[m] = b[key][m][:, MIRROR_J] * torch.tensor([-1.0, 1.0, 1.0])
+                b[key] = v
+        if "bones" in b:
+            v = b["bones"].clone()
+            v[m] = b["bones"][m][:, MIRROR_J]
+            b["bones"] = v
     img, wld, vis, valid = b["image"].clone(), b["world"].clone(), b["vis"].clone(), b["valid"].clone()
     ext = (img[:, W // 2, :, :2].amax(1) - img[:, W // 2, :, :2].amin(1)).amax(-1).clamp(0.05, 1.0)  # (B,)
     # whole-part occlusion for the window: one FulCo segment (arm, leg, torso, head) hidden
@@ -308,6 +366,39 @@ def losses(net: RopeNet, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict
     return total, {k: float(v.detach()) for k, v in L.items()}, {"R": R, "Pp": Pp, "Pg": Pg}
 
 
+PAIR_WEIGHTS = {"pair_j3d": 7.0, "pair_bone": 10.0}
+
+
+def pair_losses(net: RopeNet, b: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float], dict]:
+    """Losses on BlazePose-on-render pairs (positions only): the pelvis-relative joints through FK with
+    the predicted rotations and skeleton against the rendered body's, and the predicted bone lengths."""
+    lm, glob, vis_c = landmark_features(b["image"], b["world"], b["vis"], b["valid"], b["size"])
+    out = net(lm, glob, vis_c)
+    R = rot.rot6d_cols_to_matrix(out["rot6d"])
+    Ps = fk(R, torch.zeros_like(out["root"]), out["rest"])
+    Pg = b["J"] - b["J"][:, :1]
+    L = {"pair_j3d": (Ps - Pg).norm(dim=-1).mean(),
+         "pair_bone": (out["rest"][:, 1:].norm(dim=-1) - b["bones"][:, 1:]).abs().mean()}
+    total = sum(PAIR_WEIGHTS[k] * v for k, v in L.items())
+    return total, {k: float(v.detach()) for k, v in L.items()}, {"Pp": Ps, "Pg": Pg}
+
+
+@torch.no_grad()
+def validate_pairs(net: RopeNet, pairs: DetectorPairs, chunk: int = 512) -> dict[str, float]:
+    """MPJPE / PA-MPJPE (mm, pelvis-relative, camera axes) on every detected frame of ``pairs``."""
+    net.eval()
+    f_all = torch.nonzero(pairs.valid).flatten()
+    mp, pa = [], []
+    for a in range(0, len(f_all), chunk):
+        _, _, o = pair_losses(net, pairs.batch(0, f=f_all[a:a + chunk]))
+        Pp, Pg = o["Pp"].numpy().astype(np.float64), o["Pg"].numpy().astype(np.float64)
+        mp.append(np.linalg.norm(Pp - Pg, axis=-1).mean(-1) * 1000)
+        s_, Rr, t = metrics.similarity_transform(Pp, Pg)
+        pa.append(np.linalg.norm(metrics.apply_similarity(s_, Rr, t, Pp) - Pg, axis=-1).mean(-1) * 1000)
+    net.train()
+    return {"pair_mpjpe": float(np.concatenate(mp).mean()), "pair_pa_mpjpe": float(np.concatenate(pa).mean())}
+
+
 @torch.no_grad()
 def validate(net: RopeNet, batches: list[dict]) -> dict[str, float]:
     net.eval()
@@ -345,6 +436,14 @@ def main(argv: list[str] | None = None) -> int:
                     "(after a change of the data or features)")
     ap.add_argument("--config", default="{}", help="RopeConfig overrides as JSON, e.g. '{\"window\": 1}'")
     ap.add_argument("--limit-clips", type=int, default=None, help="quick runs: only the first N clips")
+    ap.add_argument("--pairs", type=Path, default=None,
+                    help="make_detector_data npz: train on BlazePose-on-render pairs too (positions only)")
+    ap.add_argument("--pair-batch", type=int, default=32)
+    ap.add_argument("--pair-val-subjects", default="",
+                    help="comma-separated performers of --pairs kept out of training; the checkpoint is "
+                         "then picked on their pairs' MPJPE")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start a NEW run from these weights (config.json + rope.safetensors)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     args.run.mkdir(parents=True, exist_ok=True)
@@ -376,7 +475,22 @@ def main(argv: list[str] | None = None) -> int:
     val_batches = [augment(vs.batch(256, vgen), vgen, p_mirror=0.0, p_vis_high=p_vis_high) for _ in range(8)]
     log.info("data %s: train %d frames, val %d frames; pools in %.0f s", data, train_m.N, val_m.N, time.time() - t0)
 
+    pairs = pair_val = None
+    if args.pairs:
+        held = tuple(x for x in args.pair_val_subjects.split(",") if x)
+        pairs = DetectorPairs(args.pairs, cfg.window, exclude=held)
+        pair_val = DetectorPairs(args.pairs, cfg.window, subjects=held) if held else None
+        log.info("pairs %s: train %d frames of %s; held out %s (%d frames)", args.pairs, pairs.N,
+                 pairs.subjects, held, pair_val.N if pair_val else 0)
+
     net = RopeNet(cfg)
+    if args.init and not ckpt:
+        from safetensors.torch import load_file
+
+        cfg_init = RopeConfig.load(args.init / "config.json")
+        assert cfg_init == cfg, f"--init config {cfg_init} differs from the run's {cfg}"
+        net.load_state_dict(load_file(str(args.init / "rope.safetensors")), strict=True)
+        log.info("initialised from %s", args.init)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     best = float("inf")
     if ckpt:
@@ -406,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
             g["lr"] = lr_at(step)
         b = augment(sampler.batch(args.batch, gen), gen, p_vis_high=p_vis_high)
         total, parts, _ = losses(net, b)
+        if pairs is not None:
+            bp = augment(pairs.batch(args.pair_batch, gen), gen, p_part=0.15, p_trunc=0.05)
+            t_pair, p_parts, _ = pair_losses(net, bp)
+            total = total + t_pair
+            parts.update(p_parts)
         opt.zero_grad()
         total.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -419,19 +538,24 @@ def main(argv: list[str] | None = None) -> int:
             sampler.refresh()
         if step % args.eval_every == 0:
             v = validate(net, val_batches)
-            improved = v["mpjpe"] < best
+            if pair_val is not None:
+                v.update(validate_pairs(net, pair_val))
+            score = v["pair_mpjpe"] if pair_val is not None else v["mpjpe"]
+            improved = score < best
             if improved:
-                best = v["mpjpe"]
+                best = score
                 save_weights(net, args.run / "best")
                 (args.run / "best" / "val.json").write_text(json.dumps({"step": step, **v}) + "\n")
-            log.info("val step %d: MPJPE %.1f mm, PA-MPJPE %.1f mm, geodesic %.1f deg%s", step, v["mpjpe"],
-                     v["pa_mpjpe"], v["geodesic_deg"], " (best)" if improved else "")
+            pair_txt = (f", held-out pairs MPJPE {v['pair_mpjpe']:.1f} PA-MPJPE {v['pair_pa_mpjpe']:.1f}"
+                        if pair_val is not None else "")
+            log.info("val step %d: MPJPE %.1f mm, PA-MPJPE %.1f mm, geodesic %.1f deg%s%s", step, v["mpjpe"],
+                     v["pa_mpjpe"], v["geodesic_deg"], pair_txt, " (best)" if improved else "")
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
             save_checkpoint()
             last_ckpt = time.time()
     save_checkpoint()
     save_weights(net, args.run / "last")
-    log.info("stopped at step %d after %.1f min; best val MPJPE %.1f mm", step, (time.time() - t_start) / 60, best)
+    log.info("stopped at step %d after %.1f min; best val score %.1f mm", step, (time.time() - t_start) / 60, best)
     return 0
 
 
