@@ -13,6 +13,11 @@ yaw, and noise on the joints the condition is made from (white and slowly drifti
 up to a few cm: the engine's body stage is not exact). Heading, condition and target come from
 engine.tp.representation, the functions the engine uses.
 
+``--engine-pairs`` (``scripts.make_tp_engine_data``) adds, every step, ``--pair-batch`` windows whose
+condition the ENGINE built from its own body estimate on rendered clips (BlazePose + body stage), with
+the true targets: train and test inputs match. ``--pair-val-subjects`` holds some performers' pairs out
+and picks the checkpoint on them (path error + contact error). ``--init`` fine-tunes shipped weights.
+
 Loss: mean squared error of the predicted ``x0`` (normalised) at a uniformly drawn diffusion step.
 Validation: DDIM (10 steps) on fixed windows of the validation performers; the score is the mean
 planar root error (mm) of the window's path integrated from its true start.
@@ -34,7 +39,7 @@ from engine import contacts as ct
 from engine import skeleton as sk
 from engine.tp import diffusion as df
 from engine.tp import representation as rp
-from engine.tp.model import TPConfig, TPDenoiser, save
+from engine.tp.model import TPConfig, TPDenoiser, load, save
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("train_tp")
@@ -99,6 +104,30 @@ class Clips:
         return torch.as_tensor(np.stack(cs)), torch.as_tensor(np.stack(xs))
 
 
+class EnginePairs:
+    """``scripts.make_tp_engine_data`` output: conditions the ENGINE built from its body estimate on
+    rendered clips, with the true targets. ``subjects`` keeps only those performers (None: all),
+    ``exclude`` drops some (held out for picking the checkpoint)."""
+
+    def __init__(self, path: Path, *, subjects=None, exclude=()):
+        with np.load(path, allow_pickle=False) as d:
+            cond, x, starts, lengths = d["cond"], d["x"], d["clip_start"], d["clip_length"]
+            subj = d["clip_subject"].astype(str)
+        keep = [k for k in range(len(subj)) if (subjects is None or subj[k] in subjects) and subj[k] not in exclude]
+        self.clips = [(cond[starts[k]:starts[k] + lengths[k]], x[starts[k]:starts[k] + lengths[k]]) for k in keep]
+        self.subjects = sorted({subj[k] for k in keep})
+        self.frames = int(sum(len(c) for c, _ in self.clips))
+
+    def batch(self, rng, B: int, L: int):
+        cs, xs = [], []
+        for _ in range(B):
+            c, x = self.clips[int(rng.integers(len(self.clips)))]
+            a = int(rng.integers(0, len(c) - L + 1))
+            cs.append(c[a:a + L])
+            xs.append(x[a:a + L])
+        return torch.as_tensor(np.stack(cs)), torch.as_tensor(np.stack(xs))
+
+
 def stats(clips: Clips, rng) -> tuple[np.ndarray, ...]:
     c, x = clips.batch(rng, 256, 60)
     c, x = c.reshape(-1, c.shape[-1]).numpy(), x.reshape(-1, x.shape[-1]).numpy()
@@ -150,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="cosine learning-rate decay to a tenth over this run's --minutes (a final run)")
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start a NEW run from these weights (config.json + tp.safetensors, normalisation included)")
+    ap.add_argument("--engine-pairs", type=Path, default=None,
+                    help="make_tp_engine_data npz: also train on the engine's own conditions with true targets")
+    ap.add_argument("--pair-batch", type=int, default=16)
+    ap.add_argument("--pair-val-subjects", default="",
+                    help="comma-separated performers of --engine-pairs kept out of training; the checkpoint is "
+                         "then picked on their path error + contact error")
     args = ap.parse_args(argv)
     args.run.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
@@ -164,11 +201,26 @@ def main(argv: list[str] | None = None) -> int:
 
     ckpt_path = args.run / "checkpoint.pt"
     ckpt = torch.load(ckpt_path, weights_only=True) if ckpt_path.exists() else None
-    cfg = TPConfig(**json.loads(ckpt["config"])) if ckpt else TPConfig(layers=args.layers, dim=args.dim, dropout=args.dropout)
+    pairs = pair_val = None
+    if args.engine_pairs:
+        held = tuple(v for v in args.pair_val_subjects.split(",") if v)
+        pairs = EnginePairs(args.engine_pairs, exclude=held)
+        pair_val = EnginePairs(args.engine_pairs, subjects=held) if held else None
+        log.info("engine pairs %s: train %d clips (%d frames) of %s; held out %s (%d clips)", args.engine_pairs,
+                 len(pairs.clips), pairs.frames, pairs.subjects, held, len(pair_val.clips) if pair_val else 0)
+    if ckpt:
+        cfg = TPConfig(**json.loads(ckpt["config"]))
+    elif args.init:
+        cfg = load(args.init).cfg
+    else:
+        cfg = TPConfig(layers=args.layers, dim=args.dim, dropout=args.dropout)
     torch.manual_seed(args.seed)
     net = TPDenoiser(cfg)
     rng = np.random.default_rng(args.seed)
-    if ckpt is None:
+    if ckpt is None and args.init:
+        net.load_state_dict(load(args.init).state_dict(), strict=True)
+        log.info("initialised from %s", args.init)
+    elif ckpt is None:
         net.set_stats(*stats(train, rng))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, best = 0, float("inf")
@@ -201,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         noise = torch.randn_like(xn)
         x_t = a.sqrt() * xn + (1 - a).sqrt() * noise
         loss = torch.nn.functional.mse_loss(net(x_t, t, cn), xn)
+        if pairs is not None:
+            Lp = min(int(rng.integers(24, cfg.window + 1)), min(len(cp) for cp, _ in pairs.clips))
+            cp, xp = pairs.batch(rng, args.pair_batch, Lp)
+            xpn, cpn = net.norm_x(xp), net.norm_c(cp)
+            tp_ = torch.as_tensor(rng.integers(0, cfg.diffusion_steps, args.pair_batch))
+            ap_ = abar[tp_][:, None, None]
+            xp_t = ap_.sqrt() * xpn + (1 - ap_).sqrt() * torch.randn_like(xpn)
+            loss = loss + torch.nn.functional.mse_loss(net(xp_t, tp_, cpn), xpn)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -217,12 +277,21 @@ def main(argv: list[str] | None = None) -> int:
             losses, t0 = [], time.time()
         if step % args.val_every == 0:
             v = validate(net, val, abar_np)
-            improved = v["path_mm"] < best
-            log.info("val step %d: path %.1f mm (standing still %.1f), velocity %.3f m/s, contacts %.3f%s",
-                     step, v["path_mm"], v["still_path_mm"], v["vel_ms"], v["contact_acc"],
+            score = v["path_mm"]
+            extra = ""
+            if pair_val is not None:
+                pv = validate(net, pair_val.clips, abar_np)
+                v.update({f"pairs_{k}": val_ for k, val_ in pv.items()})
+                # path error over the 2-s clips + 1 mm per 0.1 % of contact frames wrong
+                score = pv["path_mm"] + 1000.0 * (1.0 - pv["contact_acc"])
+                extra = (f"; held-out engine pairs: path {pv['path_mm']:.1f} mm (still {pv['still_path_mm']:.1f}), "
+                         f"velocity {pv['vel_ms']:.3f} m/s, contacts {pv['contact_acc']:.3f}")
+            improved = score < best
+            log.info("val step %d: path %.1f mm (standing still %.1f), velocity %.3f m/s, contacts %.3f%s%s",
+                     step, v["path_mm"], v["still_path_mm"], v["vel_ms"], v["contact_acc"], extra,
                      " (best)" if improved else "")
             if improved:
-                best = v["path_mm"]
+                best = score
                 save(net, args.run / "best")
                 (args.run / "best" / "val.json").write_text(json.dumps({"step": step, **v}, indent=1))
             save_checkpoint()
