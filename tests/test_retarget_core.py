@@ -133,6 +133,21 @@ def test_align_rotation():
     assert np.abs(retarget.align_rotation(a, b) @ a[0] - b[0]).max() < 1e-9
 
 
+def test_align_rotation_primary_direction_exact():
+    """A chest whose collars sit forward of the neck (Rigify) against one with collars beside it: with
+    the neck primary, the neck lines up exactly and the collars' line only sets the turn about it."""
+    target = np.array([[0.0, 0.0, 0.19], [0.02, -0.07, 0.14], [-0.02, -0.07, 0.14]])   # neck, collars
+    source = np.array([[0.0, 0.0, 0.15], [0.07, 0.0, 0.11], [-0.07, 0.0, 0.11]])
+    turn = Rotation.from_euler("z", 30, degrees=True).as_matrix()
+    R = retarget.align_rotation(target, source @ turn.T, primary=0)
+    up = (source @ turn.T)[0] / np.linalg.norm(source[0])
+    assert np.abs(R @ target[0] / np.linalg.norm(target[0]) - up).max() < 1e-9
+    x = R @ (target[1] - target[2])                 # the collar line turns with the source's
+    assert np.degrees(np.arctan2(x[1], x[0])) == pytest.approx(30.0, abs=1e-6)
+    ls = retarget.align_rotation(target, source)    # least squares tilts the neck instead
+    assert np.degrees(np.arccos(ls[2] @ target[0] / np.linalg.norm(target[0]))) > 5.0
+
+
 def test_presets_load_and_detect():
     ps = retarget.presets()
     assert set(ps) == set(retarget.PRESET_ORDER)

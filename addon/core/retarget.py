@@ -187,14 +187,32 @@ def _minimal_rotation(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
-def align_rotation(target_dirs: FloatArray, source_dirs: FloatArray) -> FloatArray:
+def align_rotation(target_dirs: FloatArray, source_dirs: FloatArray, primary: int | None = None) -> FloatArray:
     """Rotation R (3x3) with R · target_dirs[k] ≈ source_dirs[k] (unit vectors, (K, 3)).
 
     One direction: the smallest such rotation; several: least squares (Kabsch), falling back to the
-    first direction when they are all parallel.
+    first direction when they are all parallel. With ``primary``: that direction exactly (the spine
+    through a pelvis or a chest), the others only choose the turn about it (the hips' or collars' line),
+    as the angle that best lines up their projections on the plane across it.
     """
     t = target_dirs / np.linalg.norm(target_dirs, axis=1, keepdims=True)
     s = source_dirs / np.linalg.norm(source_dirs, axis=1, keepdims=True)
+    if primary is not None:
+        R1 = _minimal_rotation(t[primary], s[primary])
+        axis = s[primary]
+        a = t @ R1.T
+        a = a - np.outer(a @ axis, axis)                 # projections across the primary direction
+        b = s - np.outer(s @ axis, axis)
+        keep = [k for k in range(len(t)) if k != primary]
+        sin = float(sum(np.dot(np.cross(a[k], b[k]), axis) for k in keep))
+        cos = float(sum(np.dot(a[k], b[k]) for k in keep))
+        if abs(sin) + abs(cos) < 1e-9:
+            return R1
+        theta = np.arctan2(sin, cos)
+        K = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+        twist: FloatArray = np.eye(3) + np.sin(theta) * K + (1.0 - np.cos(theta)) * K @ K
+        out0: FloatArray = twist @ R1
+        return out0
     if len(t) >= 2:
         H = t.T @ s
         if np.linalg.matrix_rank(H, tol=1e-6) >= 2:
@@ -271,6 +289,16 @@ def _topo_order(parents: Sequence[int]) -> list[int]:
     return order
 
 
+def _below(parents: Sequence[int], b: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is a proper ancestor of ``b``."""
+    p = parents[b]
+    while p >= 0:
+        if p == ancestor:
+            return True
+        p = parents[p]
+    return False
+
+
 def leg_length(points: dict[str, FloatArray]) -> float:
     return float(sum(np.linalg.norm(points[b] - points[a]) for a, b in zip(LEG[:-1], LEG[1:])))
 
@@ -313,21 +341,33 @@ def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: F
             out.extend([c] if c in mapped else mapped_below(c))
         return out
 
+    # The source joint's main child (the spine over the hips, the neck between the collars: smallest
+    # sideways offset, as rig.bone_layout picks it): its segment is matched exactly, the others set the turn.
+    src_kids: dict[int, list[int]] = {}
+    for jj, pj in enumerate(parents):
+        if pj >= 0:
+            src_kids.setdefault(pj, []).append(jj)
+    main_kid = {pj: min(ks, key=lambda k: (abs(float(rest_offsets[k][0])), -float(np.linalg.norm(rest_offsets[k]))))
+                for pj, ks in src_kids.items() if len(ks) > 1}
+
     order = _topo_order(target.parents)
     align: dict[int, FloatArray] = {}
     for b in order:
         if b not in mapped:
             continue
         j = mapped[b]
-        tdirs, sdirs = [], []
+        tdirs, sdirs, primary = [], [], None
         for c in mapped_below(b):
             tv = target.rest_heads[c] - target.rest_heads[b]
             sv = src_rest[mapped[c]] - src_rest[j]
             if np.linalg.norm(tv) > 1e-4 and np.linalg.norm(sv) > 1e-4:
+                if mapped[c] == main_kid.get(j) and primary is None:
+                    primary = len(tdirs)
                 tdirs.append(tv)
                 sdirs.append(sv)
         if tdirs:
-            align[b] = align_rotation(np.array(tdirs), np.array(sdirs))
+            align[b] = align_rotation(np.array(tdirs), np.array(sdirs),
+                                      primary if primary is not None and len(tdirs) > 1 else None)
         else:   # leaf or coincident joints: inherit the nearest mapped ancestor's alignment
             a = target.parents[b]
             while a >= 0 and a not in align:
@@ -358,6 +398,21 @@ def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: F
             heads[:, b] = heads[:, p] + np.einsum("tab,b->ta", final[:, p], off)
         if b == root_b:
             heads[:, b] = heads[:, b] + root_offset
+    # The anchor: when another bone is mapped to the root joint below the root bone (Rigify: ``torso``
+    # carries the motion, ``spine_fk`` the hips, hanging from it through the reversed lower spine), the
+    # point rigid with that bone at the root bone's rest head is what must follow the root joint's
+    # translation, not the root bone's head: shift the root by the difference (a pure translation of
+    # everything below the root bone; no rotation changes).
+    anchor = [b for b in order if mapped.get(b) == root_j and b != root_b and _below(target.parents, b, root_b)]
+    if anchor:
+        a = anchor[-1]
+        a_rest = target.rest_heads[root_b]
+        posed = heads[:, a] + np.einsum("tab,b->ta", final[:, a], Bm[a].T @ (a_rest - target.rest_heads[a]))
+        shift = (a_rest + root_offset) - posed                                       # (T, 3)
+        root_offset = root_offset + shift
+        for b in order:
+            if b == root_b or _below(target.parents, b, root_b):
+                heads[:, b] = heads[:, b] + shift
     # The root bone's location channel (its ancestors are unposed): head = rest + B_root · loc.
     root_location = root_offset @ Bm[root_b]                                         # B_rootᵀ · offset
     keyed = [b for b in order if b in mapped]
