@@ -456,3 +456,58 @@ def test_batch_result(blank, result_file, tmp_path):
     bad.write_bytes(b"nope")
     assert cli.cli_command(["convert", "--result", str(bad), "--out", str(out)]) == 1
     assert cli.cli_command(["convert", "--out", str(out)]) == 2
+
+
+def test_export_retargeted_rig_from_panel_operator(blank, result_file, tmp_path):
+    """``vidmocap.export`` (the panel's Export Animation button; the same code as the batch command)
+    writes the retargeted rig with Blender's exporters; the user's selection is as before."""
+    path, ref = result_file
+    obj = _mixamo_obj(_core("result").read_result(path))
+    other = bpy.data.objects.new("other", None)
+    bpy.context.scene.collection.objects.link(other)
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK) == {'FINISHED'}
+    for o in bpy.context.view_layer.objects:
+        o.select_set(o is other)
+    bpy.context.view_layer.objects.active = other
+    assert bpy.ops.vidmocap.export(filepath=str(tmp_path / "rig.bvh"), format="bvh", armature=obj.name) == {'FINISHED'}
+    bvh = (tmp_path / "rig.bvh").read_text()
+    assert "ROOT mixamorig:Hips" in bvh and "JOINT mixamorig:LeftForeArm" in bvh
+    assert f"Frames: {48}" in bvh
+    assert bpy.context.view_layer.objects.active is other and other.select_get() and not obj.select_get()
+    bpy.context.view_layer.objects.active = obj   # no name: the active armature
+    assert bpy.ops.vidmocap.export(filepath=str(tmp_path / "rig.fbx"), format="fbx") == {'FINISHED'}
+    assert (tmp_path / "rig.fbx").read_bytes()[:18] == b"Kaydara FBX Binary"
+    assert not list(tmp_path.glob(".*part*"))
+    with pytest.raises(RuntimeError, match="No armature to export"):
+        bpy.ops.vidmocap.export(filepath=str(tmp_path / "x.bvh"), format="bvh", armature="other")
+
+
+GLB_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+import bpy
+from scripts.convert import _load_package
+_load_package().register()
+import fake_engine
+fake_engine.make_result({res!r}, frames=24, seed=3)
+from video_mocap.addon.blender import ops_result
+ok, msg, name = ops_result.import_result_file(bpy.context, {res!r}, foot_lock=0.0)
+r = bpy.ops.vidmocap.export(filepath={out!r}, format="glb", armature=name) if ok else msg
+sys.stdout.write(f"RESULT {{r}}\\n"); sys.stdout.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(bpy.app.version < (4, 4, 0), reason="bpy 4.2 (the module) segfaults at exit after a glTF export")
+def test_export_operator_glb_in_subprocess(tmp_path):
+    """glTF through the operator in a fresh Python (after a glTF export the bpy module can hang at exit
+    in a process that also imported torch: test_addon_blender.test_convert_script_exit_codes)."""
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = tmp_path / "walk.glb"
+    script = GLB_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), res=str(tmp_path / "walk.npz"), out=str(out))
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       env={**__import__("os").environ, "HOME": str(tmp_path)}, cwd=str(ROOT))
+    assert "RESULT {'FINISHED'}" in p.stdout, p.stdout + p.stderr
+    assert out.read_bytes()[:4] == b"glTF"
