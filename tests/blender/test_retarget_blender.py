@@ -511,3 +511,29 @@ def test_export_operator_glb_in_subprocess(tmp_path):
                        env={**__import__("os").environ, "HOME": str(tmp_path)}, cwd=str(ROOT))
     assert "RESULT {'FINISHED'}" in p.stdout, p.stdout + p.stderr
     assert out.read_bytes()[:4] == b"glTF"
+
+
+def test_unmapped_share_keys_twist_bone(blank, result_file, tmp_path):
+    """A custom map with ``unmapped: share``: the thigh's unmapped twist bone is keyed with half its
+    parent's twist (about its own axis), the other twist bone stays at rest, mapped heads stay exact."""
+    path, ref = result_file
+    obj = _mixamo_obj(_core("result").read_result(path))
+    retarget = _core("retarget")
+    data = {**retarget.presets()["mixamo"].to_json(), "unmapped": "share",
+            "shares": {"LeftUpLegTwist": {"share": 0.5, "twist": True}}}
+    (tmp_path / "share.json").write_text(json.dumps(data))
+    assert bpy.ops.import_anim.video_mocap_result(filepath=str(path), target=obj.name, foot_lock=NO_LOCK,
+                                                  preset="custom", map_file=str(tmp_path / "share.json")) == {'FINISHED'}
+    paths = {fc.data_path for fc in _fcurves_of(obj.animation_data.action)}
+    assert 'pose.bones["mixamorig:LeftUpLegTwist"].rotation_quaternion' in paths
+    assert 'pose.bones["mixamorig:RightUpLegTwist"].rotation_quaternion' not in paths
+    angles = []
+    for f in bpy.context.scene.frame_start + np.arange(0, 48, 6):
+        bpy.context.scene.frame_set(int(f))
+        q = obj.pose.bones["mixamorig:LeftUpLegTwist"].rotation_quaternion
+        assert abs(q.x) < 1e-6 and abs(q.z) < 1e-6            # a twist about the bone's own axis
+        parent = obj.pose.bones["mixamorig:LeftUpLeg"].matrix.to_quaternion()
+        mine = obj.pose.bones["mixamorig:LeftUpLegTwist"].matrix.to_quaternion()
+        angles.append(np.degrees(parent.rotation_difference(mine).angle))
+    print(f"shared twist bone: {np.max(angles):.1f} deg from its parent at most")
+    assert max(angles) > 1.0
