@@ -484,7 +484,6 @@ def test_export_retargeted_rig_from_panel_operator(blank, result_file, tmp_path)
 
 GLB_SCRIPT = """
 import os, sys
-sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
 import bpy
 from scripts.convert import _load_package
 _load_package().register()
@@ -506,9 +505,11 @@ def test_export_operator_glb_in_subprocess(tmp_path):
     import sys
     from conftest import ROOT
     out = tmp_path / "walk.glb"
-    script = GLB_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"), res=str(tmp_path / "walk.npz"), out=str(out))
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, "HOME": str(tmp_path)}, cwd=str(ROOT))
+    import os
+    script = GLB_SCRIPT.format(res=str(tmp_path / "walk.npz"), out=str(out))
+    env = {**os.environ, "HOME": str(tmp_path), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                       cwd=str(ROOT))
     assert "RESULT {'FINISHED'}" in p.stdout, p.stdout + p.stderr
     assert out.read_bytes()[:4] == b"glTF"
 
