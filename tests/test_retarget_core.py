@@ -133,6 +133,21 @@ def test_align_rotation():
     assert np.abs(retarget.align_rotation(a, b) @ a[0] - b[0]).max() < 1e-9
 
 
+def test_align_rotation_primary_direction_exact():
+    """A chest whose collars sit forward of the neck (Rigify) against one with collars beside it: with
+    the neck primary, the neck lines up exactly and the collars' line only sets the turn about it."""
+    target = np.array([[0.0, 0.0, 0.19], [0.02, -0.07, 0.14], [-0.02, -0.07, 0.14]])   # neck, collars
+    source = np.array([[0.0, 0.0, 0.15], [0.07, 0.0, 0.11], [-0.07, 0.0, 0.11]])
+    turn = Rotation.from_euler("z", 30, degrees=True).as_matrix()
+    R = retarget.align_rotation(target, source @ turn.T, primary=0)
+    up = (source @ turn.T)[0] / np.linalg.norm(source[0])
+    assert np.abs(R @ target[0] / np.linalg.norm(target[0]) - up).max() < 1e-9
+    x = R @ (target[1] - target[2])                 # the collar line turns with the source's
+    assert np.degrees(np.arctan2(x[1], x[0])) == pytest.approx(30.0, abs=1e-6)
+    ls = retarget.align_rotation(target, source)    # least squares tilts the neck instead
+    assert np.degrees(np.arccos(ls[2] @ target[0] / np.linalg.norm(target[0]))) > 5.0
+
+
 def test_presets_load_and_detect():
     ps = retarget.presets()
     assert set(ps) == set(retarget.PRESET_ORDER)
@@ -173,3 +188,72 @@ def test_custom_map_roundtrip_and_errors(tmp_path):
     with pytest.raises(retarget.RetargetError, match="must map the left leg"):
         retarget.resolve(retarget.BoneMap(name="x", label="x", root="a", bones={"a": "pelvis"}), ["a"],
                          ["pelvis", "left_hip", "left_knee", "left_ankle"])
+
+
+def _angle(q: np.ndarray) -> np.ndarray:
+    return 2.0 * np.degrees(np.arccos(np.clip(np.abs(q[..., 0]), 0.0, 1.0)))
+
+
+def test_unmapped_share_of_parent_motion(result):
+    """``unmapped: share``: a listed unmapped bone takes a share of its parent's pose rotation (or of its
+    twist about the bone's own axis); mapped bones keep their world rotations; unlisted bones stay at rest."""
+    r = result
+    target = _mixamo_rig(r)
+    m = retarget.presets()["mixamo"]
+    for twist in (False, True):
+        shared = retarget.parse_map({**m.to_json(), "unmapped": "share",
+                                     "shares": {"LeftUpLegTwist": {"share": 0.5, "twist": twist}}})
+        rest_out = retarget.retarget(r.joint_names, r.parents, r.rest_offsets, r.rotations, r.root_translation,
+                                     target, retarget.resolve(m, target.names, r.joint_names))
+        out = retarget.retarget(r.joint_names, r.parents, r.rest_offsets, r.rotations, r.root_translation,
+                                target, retarget.resolve(shared, target.names, r.joint_names))
+        assert "mixamorig:LeftUpLegTwist" in out.bones and "mixamorig:RightUpLegTwist" not in out.bones
+        assert "mixamorig:LeftUpLegTwist" not in rest_out.bones
+        tw = out.q_basis[:, out.bones.index("mixamorig:LeftUpLegTwist")]
+        parent = out.q_basis[:, out.bones.index("mixamorig:LeftUpLeg")]
+        b = target.names.index("mixamorig:LeftUpLegTwist")
+        rel = target.rest_mats[target.parents[b]].T @ target.rest_mats[b]
+        local = retarget.matrix_to_quat(rel.T[None] @ rig.quat_to_matrix(parent) @ rel[None])   # parent pose in the bone's axes
+        if twist:
+            assert np.abs(tw[:, [1, 3]]).max() < 1e-9                 # about the bone's Y axis only
+            full = local * np.array([1.0, 0.0, 1.0, 0.0])
+            full /= np.linalg.norm(full, axis=-1, keepdims=True)
+        else:
+            full = local
+            axis_tw = tw[:, 1:] / np.linalg.norm(tw[:, 1:], axis=-1, keepdims=True)
+            axis_full = full[:, 1:] / np.linalg.norm(full[:, 1:], axis=-1, keepdims=True)
+            assert np.abs(np.abs(np.sum(axis_tw * axis_full, -1)) - 1.0).max() < 1e-6   # same axis
+        assert np.abs(_angle(tw) - 0.5 * _angle(full)).max() < 1e-6
+        assert _angle(tw).max() > 1.0                                  # it really moves
+        # mapped bones keep their world rotation: the knee's basis absorbs the share
+        for bone in ("mixamorig:LeftLeg", "mixamorig:RightLeg", "mixamorig:LeftArm"):
+            k = target.names.index(bone)
+            assert np.abs(_fk_rot(out, target)[:, k] - _fk_rot(rest_out, target)[:, k]).max() < 1e-9
+
+
+def _fk_rot(out: retarget.Retargeted, target: retarget.TargetRig) -> np.ndarray:
+    """Armature-space rotations of every bone from the keyed bases (Final = Final_p · rel · Basis)."""
+    q = _full_basis(out, target)
+    Q = rig.quat_to_matrix(q)
+    B = target.rest_mats
+    F = np.zeros(Q.shape)
+    for b in retarget._topo_order(target.parents):
+        p = target.parents[b]
+        F[:, b] = (B[b] if p < 0 else F[:, p] @ B[p].T @ B[b]) @ Q[:, b]
+    return F
+
+
+def test_share_map_errors(tmp_path):
+    base = {"format": "video_mocap.bone_map", "root": "a", "bones": {"a": "pelvis"}}
+    for extra, msg in (({"unmapped": "copy"}, "not supported"),
+                       ({"shares": {"t": {"share": 0.5}}}, "needs"),
+                       ({"unmapped": "share", "shares": {"t": {"share": 1.5}}}, "share in 0..1"),
+                       ({"unmapped": "share", "shares": {"a": {"share": 0.5}}}, "unmapped bones"),
+                       ({"unmapped": "share", "shares": {"t": 0.5}}, "'shares' must map")):
+        with pytest.raises(retarget.RetargetError, match=msg):
+            retarget.parse_map({**base, **extra})
+    m = retarget.parse_map({**base, "unmapped": "share", "shares": {"t": {"share": 0.25, "twist": True}}})
+    assert m.shares == {"t": (0.25, True)}
+    retarget.save_map(m, tmp_path / "m.json")
+    assert retarget.load_map(tmp_path / "m.json").shares == {"t": (0.25, True)}
+    assert retarget.presets()["unreal"].shares["upperarm_twist_01_l"] == (0.5, True)

@@ -3,9 +3,9 @@ in reverse."""
 
 from __future__ import annotations
 
-from . import cli, ops, ops_result, prefs, props, ui
+from . import cli, export, ops, ops_result, prefs, props, ui
 
-_modules = (props, prefs, ops, ui, ops_result, cli)
+_modules = (props, prefs, ops, ui, ops_result, export, cli)
 
 
 def register() -> None:

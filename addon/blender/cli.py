@@ -18,9 +18,9 @@ import bpy
 
 from ..core import engine as core_engine
 from . import ops_result
+from .export import FORMATS, export_atomic
 from .session import DEFAULT_STALL_TIMEOUT_S, ImportRequest, ImportSession
 
-FORMATS = ("blend", "bvh", "fbx", "glb")
 _handle: list[Any] = []
 
 
@@ -74,29 +74,6 @@ def _clear_scene() -> None:
     bpy.data.batch_remove(ids)
 
 
-def _export(obj: bpy.types.Object, path: Path, fmt: str) -> None:
-    ctx = bpy.context
-    ctx.view_layer.objects.active = obj
-    obj.select_set(True)
-    scene = ctx.scene
-    if fmt == "blend":
-        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
-    elif fmt == "bvh":
-        bpy.ops.export_anim.bvh(filepath=str(path), check_existing=False, frame_start=scene.frame_start,
-                                frame_end=scene.frame_end, rotate_mode='NATIVE', root_transform_only=True)
-    elif fmt == "fbx":
-        bpy.ops.export_scene.fbx(filepath=str(path), check_existing=False, use_selection=True,
-                                 object_types={'ARMATURE'}, add_leaf_bones=False, bake_anim=True,
-                                 bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False)
-    elif fmt == "glb":
-        bpy.ops.export_scene.gltf(filepath=str(path), check_existing=False, export_format='GLB',
-                                  use_selection=True, export_animations=True)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise ValueError(fmt)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise OSError(f"the exporter wrote nothing to {path}")
-
-
 def convert(argv: list[str]) -> int:
     """Entry point of the ``convert`` command; ``argv`` excludes the command name. Exit status."""
     try:
@@ -130,7 +107,7 @@ def convert(argv: list[str]) -> int:
         target = out_dir / f"{stem}.{args.format}"
         if ok:
             try:
-                _export_atomic(bpy.data.objects[name], target, args.format)
+                export_atomic(bpy.data.objects[name], target, args.format)
                 msg = f"{msg} -> {target}"
             except (OSError, RuntimeError, ValueError) as e:
                 ok, msg = False, f"export failed: {e}"
@@ -147,28 +124,13 @@ def convert(argv: list[str]) -> int:
         target = out_dir / f"{stem}.{args.format}"
         if ok:
             try:
-                _export_atomic(bpy.data.objects[session.obj_name], target, args.format)
+                export_atomic(bpy.data.objects[session.obj_name], target, args.format)
                 msg = f"{msg} -> {target}"
             except (OSError, RuntimeError, ValueError) as e:
                 ok, msg = False, f"export failed: {e}"
         failures += not ok
         print(f"{'OK' if ok else 'FAILED'} {video}: {msg}", flush=True)
     return 1 if failures else 0
-
-
-def _export_atomic(obj: bpy.types.Object, target: Path, fmt: str) -> None:
-    """Export to a temporary name in the same folder, then rename: a failed or interrupted export
-    (full disk) never leaves a partial file nor spoils an earlier good one."""
-    tmp = target.with_name(f".{target.stem}.part.{fmt}")
-    try:
-        _export(obj, tmp, fmt)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
 
 
 def cli_command(argv: list[str]) -> int:

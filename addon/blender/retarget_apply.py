@@ -28,17 +28,48 @@ class RetargetOptions:
     foot_lock: float = 1.0         # 0..1: contact-frame feet held in place by IK on the legs (core.footlock)
 
 
+def _copied_from(obj: bpy.types.Object, pb: bpy.types.PoseBone, driven: set[str]) -> str:
+    """The bone whose pose ``pb`` copies whole, or "": its last enabled constraint is a Copy Transforms of
+    a bone of the same armature, world to world, replacing, at full, undriven influence."""
+    cons = [c for c in pb.constraints if c.enabled and c.influence > 0.0]
+    if not cons:
+        return ""
+    c = cons[-1]
+    if (c.type != 'COPY_TRANSFORMS' or c.target != obj or not c.subtarget or c.influence < 1.0
+            or c.owner_space != 'WORLD' or c.target_space != 'WORLD' or c.mix_mode != 'REPLACE'
+            or f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"].constraints["{bpy.utils.escape_identifier(c.name)}"].influence' in driven):
+        return ""
+    return str(c.subtarget)
+
+
 def target_rig(obj: bpy.types.Object) -> retarget.TargetRig:
+    """The rig's rest pose, with its effective hierarchy: a bone that copies another bone's whole pose
+    (Rigify's ``ORG-shoulder.L`` copies the ``shoulder.L`` control) and has the same rest matrix counts
+    as that bone's child (``Final = Final_copied · (B_copied⁻¹ B)`` holds exactly then), so the bones
+    below it are solved against the motion they really get."""
     bones = obj.data.bones
     names = tuple(b.name for b in bones)
     idx = {n: i for i, n in enumerate(names)}
-    parents = tuple(idx[b.parent.name] if b.parent else -1 for b in bones)
+    parents = [idx[b.parent.name] if b.parent else -1 for b in bones]
     ml = np.empty(len(bones) * 16, dtype=np.float32)
     bones.foreach_get("matrix_local", ml)
     mats = ml.reshape(-1, 4, 4).transpose(0, 2, 1).astype(np.float64)    # foreach_get is column-major
     heads = np.empty(len(bones) * 3, dtype=np.float32)
     bones.foreach_get("head_local", heads)
-    return retarget.TargetRig(names, parents, mats[:, :3, :3], heads.reshape(-1, 3).astype(np.float64))
+    if obj.pose is not None:
+        ad = obj.animation_data
+        driven = {d.data_path for d in ad.drivers} if ad is not None else set()
+        for pb in obj.pose.bones:
+            b = idx[pb.name]
+            src = idx.get(_copied_from(obj, pb, driven), -1)
+            if src < 0 or src == b or np.abs(mats[src] - mats[b]).max() > 1e-4:
+                continue
+            a = src   # no cycles: the copied bone must not hang below this one
+            while a >= 0 and a != b:
+                a = parents[a]
+            if a < 0:
+                parents[b] = src
+    return retarget.TargetRig(names, tuple(parents), mats[:, :3, :3], heads.reshape(-1, 3).astype(np.float64))
 
 
 def _rotation_part(obj: bpy.types.Object) -> np.ndarray:

@@ -43,6 +43,7 @@ class VIDMOCAP_PT_main(bpy.types.Panel):
             layout.operator("vidmocap.run", icon='ARMATURE_DATA')
             if job.last_message:
                 layout.label(text=job.last_message, icon='CHECKMARK' if job.last_ok else 'ERROR')
+            layout.operator("vidmocap.export", icon='EXPORT')
 
 
 class VIDMOCAP_FH_video(bpy.types.FileHandler):

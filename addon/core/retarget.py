@@ -3,7 +3,8 @@
 Bone maps are data (``addon/core/bone_maps/*.json``, format ``video_mocap.bone_map`` v1): target bone
 name -> result joint name, the target bone that carries the root motion, optional bones, accepted name
 prefixes (``mixamorig:``) and what unmapped bones do (``rest``: keep their rest pose relative to the
-parent).
+parent; ``share``: the bones listed in ``shares`` take a share of their parent's pose rotation, or of
+its twist about their own axis (twist bones), see ``share_rotation``; the others stay at rest).
 
 The maths is a world-space rotation transfer with rest-pose alignment. Source joint ``j`` has a world
 rotation ``R_j`` (FK of the result's world-aligned local rotations; identity in the T-pose rest). A
@@ -39,6 +40,7 @@ PRESET_DIR = Path(__file__).resolve().parent / "bone_maps"
 # Preset order: ties in automatic detection go to the earlier one.
 PRESET_ORDER = ("engine", "rigify", "mixamo", "makehuman", "unreal", "smplx", "smpl_legacy", "cmu_mb")
 ROOT_MODES = ("bone", "object", "in_place")
+UNMAPPED_MODES = ("rest", "share")
 LEG = ("left_hip", "left_knee", "left_ankle")
 
 
@@ -56,12 +58,14 @@ class BoneMap:
     prefixes: tuple[str, ...] = ("",)
     unmapped: str = "rest"
     constants: dict[str, dict[str, float]] = field(default_factory=dict)   # bone -> custom prop -> value
+    shares: dict[str, tuple[float, bool]] = field(default_factory=dict)     # unmapped bone -> (share, twist only)
     path: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": BONE_MAP_FORMAT, "version": 1, "name": self.name, "label": self.label,
                 "root": self.root, "bones": dict(self.bones), "optional": list(self.optional),
-                "prefixes": list(self.prefixes), "unmapped": self.unmapped, "constants": self.constants}
+                "prefixes": list(self.prefixes), "unmapped": self.unmapped, "constants": self.constants,
+                **({"shares": {b: {"share": v, "twist": t} for b, (v, t) in self.shares.items()}} if self.shares else {})}
 
 
 def parse_map(data: Any, source: str = "bone map") -> BoneMap:
@@ -80,8 +84,19 @@ def parse_map(data: Any, source: str = "bone map") -> BoneMap:
     if unknown:
         raise RetargetError(f"{source}: optional bones not in the map: {', '.join(unknown)}")
     unmapped = str(data.get("unmapped", "rest"))
-    if unmapped != "rest":
-        raise RetargetError(f"{source}: unmapped={unmapped!r} is not supported (only 'rest')")
+    if unmapped not in UNMAPPED_MODES:
+        raise RetargetError(f"{source}: unmapped={unmapped!r} is not supported (one of {', '.join(UNMAPPED_MODES)})")
+    shares: dict[str, tuple[float, bool]] = {}
+    try:
+        for b, spec in data.get("shares", {}).items():
+            shares[str(b)] = (float(spec["share"]), bool(spec.get("twist", False)))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise RetargetError(f"{source}: 'shares' must map bones to {{\"share\": 0..1, \"twist\": true|false}}") from e
+    bad = [b for b, (v, _) in shares.items() if b in bones or not 0.0 <= v <= 1.0]
+    if bad:
+        raise RetargetError(f"{source}: shares must be unmapped bones with a share in 0..1: {', '.join(bad)}")
+    if shares and unmapped != "share":
+        raise RetargetError(f"{source}: 'shares' needs \"unmapped\": \"share\"")
     prefixes = tuple(str(p) for p in data.get("prefixes", [""])) or ("",)
     name = str(data.get("name", "custom"))
     constants = data.get("constants", {})
@@ -90,7 +105,7 @@ def parse_map(data: Any, source: str = "bone map") -> BoneMap:
     except (AttributeError, TypeError, ValueError) as e:
         raise RetargetError(f"{source}: 'constants' must map bones to {{property: number}}") from e
     return BoneMap(name=name, label=str(data.get("label", name)), root=root, bones=dict(bones),
-                   optional=optional, prefixes=prefixes, unmapped=unmapped, constants=constants)
+                   optional=optional, prefixes=prefixes, unmapped=unmapped, constants=constants, shares=shares)
 
 
 def load_map(path: str | os.PathLike[str]) -> BoneMap:
@@ -122,6 +137,7 @@ class ResolvedMap:
     prefix: str
     bones: dict[str, str]       # actual target bone -> source joint (present bones only)
     root: str
+    shares: dict[str, tuple[float, bool]] = field(default_factory=dict)   # actual bone names, present ones
 
 
 def resolve(m: BoneMap, bone_names: Sequence[str], joint_names: Sequence[str]) -> ResolvedMap:
@@ -144,7 +160,8 @@ def resolve(m: BoneMap, bone_names: Sequence[str], joint_names: Sequence[str]) -
     missing_leg = [j for j in LEG if j in joint_names and j not in bones.values()]
     if missing_leg:
         raise RetargetError(f"Bone map '{m.label}' must map the left leg ({', '.join(missing_leg)} missing)")
-    return ResolvedMap(map=m, prefix=prefix, bones=bones, root=prefix + m.root)
+    shares = {prefix + b: v for b, v in m.shares.items() if prefix + b in have}
+    return ResolvedMap(map=m, prefix=prefix, bones=bones, root=prefix + m.root, shares=shares)
 
 
 def detect(bone_names: Sequence[str], joint_names: Sequence[str],
@@ -187,14 +204,32 @@ def _minimal_rotation(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
-def align_rotation(target_dirs: FloatArray, source_dirs: FloatArray) -> FloatArray:
+def align_rotation(target_dirs: FloatArray, source_dirs: FloatArray, primary: int | None = None) -> FloatArray:
     """Rotation R (3x3) with R · target_dirs[k] ≈ source_dirs[k] (unit vectors, (K, 3)).
 
     One direction: the smallest such rotation; several: least squares (Kabsch), falling back to the
-    first direction when they are all parallel.
+    first direction when they are all parallel. With ``primary``: that direction exactly (the spine
+    through a pelvis or a chest), the others only choose the turn about it (the hips' or collars' line),
+    as the angle that best lines up their projections on the plane across it.
     """
     t = target_dirs / np.linalg.norm(target_dirs, axis=1, keepdims=True)
     s = source_dirs / np.linalg.norm(source_dirs, axis=1, keepdims=True)
+    if primary is not None:
+        R1 = _minimal_rotation(t[primary], s[primary])
+        axis = s[primary]
+        a = t @ R1.T
+        a = a - np.outer(a @ axis, axis)                 # projections across the primary direction
+        b = s - np.outer(s @ axis, axis)
+        keep = [k for k in range(len(t)) if k != primary]
+        sin = float(sum(np.dot(np.cross(a[k], b[k]), axis) for k in keep))
+        cos = float(sum(np.dot(a[k], b[k]) for k in keep))
+        if abs(sin) + abs(cos) < 1e-9:
+            return R1
+        theta = np.arctan2(sin, cos)
+        K = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+        twist: FloatArray = np.eye(3) + np.sin(theta) * K + (1.0 - np.cos(theta)) * K @ K
+        out0: FloatArray = twist @ R1
+        return out0
     if len(t) >= 2:
         H = t.T @ s
         if np.linalg.matrix_rank(H, tol=1e-6) >= 2:
@@ -271,6 +306,35 @@ def _topo_order(parents: Sequence[int]) -> list[int]:
     return order
 
 
+def share_rotation(parent_basis: FloatArray, rel: FloatArray, share: float, twist: bool) -> FloatArray:
+    """An unmapped bone's pose (T, 3, 3) as ``share`` of its parent's pose rotation (``unmapped: share``).
+
+    The parent's basis is brought into the bone's rest axes (``rel = B_parent⁻¹ B``), optionally reduced
+    to its twist about the bone's Y axis (twist bones: half the upper arm's roll, none of its swing), and
+    scaled along its own axis: ``Basis = exp(share · log(rel⁻¹ · Basis_parent · rel))``.
+    """
+    q = matrix_to_quat(rel.T[None] @ parent_basis @ rel[None])                    # (T, 4) wxyz, w >= 0
+    if twist:
+        q = q * np.array([1.0, 0.0, 1.0, 0.0])
+        n = np.linalg.norm(q, axis=-1, keepdims=True)
+        q = np.where(n > 1e-12, q / np.maximum(n, 1e-12), np.array([1.0, 0.0, 0.0, 0.0]))
+    half = np.arccos(np.clip(q[:, 0], -1.0, 1.0))                                # half the angle
+    sin = np.sin(half)
+    axis = np.where(sin[:, None] > 1e-12, q[:, 1:] / np.maximum(sin, 1e-12)[:, None], 0.0)
+    qs = np.concatenate([np.cos(share * half)[:, None], axis * np.sin(share * half)[:, None]], axis=-1)
+    return rig.quat_to_matrix(qs)
+
+
+def _below(parents: Sequence[int], b: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is a proper ancestor of ``b``."""
+    p = parents[b]
+    while p >= 0:
+        if p == ancestor:
+            return True
+        p = parents[p]
+    return False
+
+
 def leg_length(points: dict[str, FloatArray]) -> float:
     return float(sum(np.linalg.norm(points[b] - points[a]) for a, b in zip(LEG[:-1], LEG[1:])))
 
@@ -294,6 +358,7 @@ def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: F
     root_translation = root_translation @ W
     T, B = rotations.shape[0], len(target.names)
     mapped = {bidx[b]: jidx[j] for b, j in mapping.bones.items()}
+    shares = {bidx[b]: v for b, v in mapping.shares.items() if bidx[b] not in mapped}
     if scale is None:
         tgt = {joint_names[j]: target.rest_heads[b] for b, j in sorted(mapped.items(), reverse=True)}
         src_len = leg_length({n: src_rest[jidx[n]] for n in LEG})
@@ -313,21 +378,33 @@ def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: F
             out.extend([c] if c in mapped else mapped_below(c))
         return out
 
+    # The source joint's main child (the spine over the hips, the neck between the collars: smallest
+    # sideways offset, as rig.bone_layout picks it): its segment is matched exactly, the others set the turn.
+    src_kids: dict[int, list[int]] = {}
+    for jj, pj in enumerate(parents):
+        if pj >= 0:
+            src_kids.setdefault(pj, []).append(jj)
+    main_kid = {pj: min(ks, key=lambda k: (abs(float(rest_offsets[k][0])), -float(np.linalg.norm(rest_offsets[k]))))
+                for pj, ks in src_kids.items() if len(ks) > 1}
+
     order = _topo_order(target.parents)
     align: dict[int, FloatArray] = {}
     for b in order:
         if b not in mapped:
             continue
         j = mapped[b]
-        tdirs, sdirs = [], []
+        tdirs, sdirs, primary = [], [], None
         for c in mapped_below(b):
             tv = target.rest_heads[c] - target.rest_heads[b]
             sv = src_rest[mapped[c]] - src_rest[j]
             if np.linalg.norm(tv) > 1e-4 and np.linalg.norm(sv) > 1e-4:
+                if mapped[c] == main_kid.get(j) and primary is None:
+                    primary = len(tdirs)
                 tdirs.append(tv)
                 sdirs.append(sv)
         if tdirs:
-            align[b] = align_rotation(np.array(tdirs), np.array(sdirs))
+            align[b] = align_rotation(np.array(tdirs), np.array(sdirs),
+                                      primary if primary is not None and len(tdirs) > 1 else None)
         else:   # leaf or coincident joints: inherit the nearest mapped ancestor's alignment
             a = target.parents[b]
             while a >= 0 and a not in align:
@@ -349,6 +426,9 @@ def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: F
             M = Rw[:, mapped[b]] @ (align[b] @ Bm[b])[None]
             basis[b] = np.swapaxes(Fp @ rel[None], -1, -2) @ M
             final[:, b] = M
+        elif b in shares and p in basis:
+            basis[b] = share_rotation(basis[p], rel, *shares[b])
+            final[:, b] = Fp @ rel[None] @ basis[b]
         else:
             final[:, b] = Fp @ rel[None]
         if p < 0:
@@ -358,9 +438,24 @@ def retarget(joint_names: Sequence[str], parents: Sequence[int], rest_offsets: F
             heads[:, b] = heads[:, p] + np.einsum("tab,b->ta", final[:, p], off)
         if b == root_b:
             heads[:, b] = heads[:, b] + root_offset
+    # The anchor: when another bone is mapped to the root joint below the root bone (Rigify: ``torso``
+    # carries the motion, ``spine_fk`` the hips, hanging from it through the reversed lower spine), the
+    # point rigid with that bone at the root bone's rest head is what must follow the root joint's
+    # translation, not the root bone's head: shift the root by the difference (a pure translation of
+    # everything below the root bone; no rotation changes).
+    anchor = [b for b in order if mapped.get(b) == root_j and b != root_b and _below(target.parents, b, root_b)]
+    if anchor:
+        a = anchor[-1]
+        a_rest = target.rest_heads[root_b]
+        posed = heads[:, a] + np.einsum("tab,b->ta", final[:, a], Bm[a].T @ (a_rest - target.rest_heads[a]))
+        shift = (a_rest + root_offset) - posed                                       # (T, 3)
+        root_offset = root_offset + shift
+        for b in order:
+            if b == root_b or _below(target.parents, b, root_b):
+                heads[:, b] = heads[:, b] + shift
     # The root bone's location channel (its ancestors are unposed): head = rest + B_root · loc.
     root_location = root_offset @ Bm[root_b]                                         # B_rootᵀ · offset
-    keyed = [b for b in order if b in mapped]
+    keyed = [b for b in order if b in basis]
     q = matrix_to_quat(np.stack([basis[b] for b in keyed], axis=1))
     return Retargeted(bones=tuple(target.names[b] for b in keyed), q_basis=rig.make_continuous(q),
                       root_bone=mapping.root, root_offset=root_offset, root_location=root_location,

@@ -181,7 +181,7 @@ def test_unregister_leaves_nothing(blank):
     try:
         assert not hasattr(bpy.types.Scene, "vidmocap") and not hasattr(bpy.types.WindowManager, "vidmocap_job")
         for cls in ("VIDMOCAP_PT_main", "VIDMOCAP_FH_video", "VIDMOCAP_AddonPreferences", "VIDMOCAP_PG_settings",
-                    "IMPORT_ANIM_OT_video_mocap", "VIDMOCAP_OT_run", "VIDMOCAP_OT_cancel"):
+                    "IMPORT_ANIM_OT_video_mocap", "VIDMOCAP_OT_run", "VIDMOCAP_OT_cancel", "VIDMOCAP_OT_export"):
             assert not hasattr(bpy.types, cls), cls
         draw_funcs = getattr(bpy.types.TOPBAR_MT_file_import.draw, "_draw_funcs", [])
         assert not [f for f in draw_funcs if getattr(f, "__module__", "").startswith(MODULE)]

@@ -230,14 +230,15 @@ def test_batch_full_disk_leaves_no_partial_files(blank, tmp_path, monkeypatch, c
     # an exporter that fails half-way: an earlier good output survives, no partial file appears
     assert cli.convert([video, "--out", str(out), "--format", "bvh"]) == 0
     good = (out / "walk.bvh").read_bytes()
-    real_export = cli._export
+    export = _mod("blender.export")   # the one export code, shared by the batch command and the panel
+    real_export = export.export_armature
 
     def half_export(obj, path, fmt):
         real_export(obj, path, fmt)
         with open(path, "r+b") as fh:
             fh.truncate(50)
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(cli, "_export", half_export)
+    monkeypatch.setattr(export, "export_armature", half_export)
     assert cli.convert([video, "--out", str(out), "--format", "bvh"]) == 1
     assert sorted(p.name for p in out.iterdir()) == ["walk.bvh"] and (out / "walk.bvh").read_bytes() == good
 
