@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "largest, the most central, or the one nearest pixel X,Y on output frame FRAME")
     r.add_argument("--keypoints-quality", choices=("full", "heavy"), default=None,
                    help="BlazePose model of the keypoints stage: full (default, ships with mediapipe) or heavy "
-                        "(more accurate, ~4-5x slower; installed once by engine/setup_env.py --heavy-only; "
+                        "(loses the person less often, ~3-5x slower; installed once by engine/setup_env.py "
+                        "--heavy-only; "
                         "same as --option keypoints.model_complexity=2)")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
     r.add_argument("--trajectory", default="tp", help="trajectory stage (see: check --json); default tp, the learned prior")

@@ -20,8 +20,9 @@ DEVICE_ITEMS = [
 ]
 KEYPOINT_QUALITY_ITEMS = [
     ("full", "Full", "BlazePose Full: ships with the engine, about 40 frames/s on a laptop CPU"),
-    ("heavy", "Heavy", "BlazePose Heavy: more accurate, about 4-5x slower; installed once from the add-on "
-                       "preferences (Install BlazePose Heavy) or engine/setup_env.py --heavy-only"),
+    ("heavy", "Heavy", "BlazePose Heavy: keeps the person in more hard frames, about 3-5x slower; installed "
+                       "once from the add-on preferences (Install BlazePose Heavy) or engine/setup_env.py "
+                       "--heavy-only"),
 ]
 
 PRESET_ITEMS = [("auto", "Auto-detect", "Pick the preset from the rig's bone names")] + [

@@ -90,7 +90,7 @@ class RunOptions:
     camera: str = "auto"          # static | moving | auto
     focal_px: float = 0.0         # focal length in pixels; 0 = unknown
     device: str = "auto"          # auto | cpu | cuda
-    keypoint_quality: str = "full"  # full | heavy (BlazePose Heavy: opt-in install, ~4-5x slower pose pass)
+    keypoint_quality: str = "full"  # full | heavy (BlazePose Heavy: opt-in install, ~3-5x slower pose pass)
 
     def args(self) -> list[str]:
         if self.keypoint_quality not in KEYPOINT_QUALITIES:
