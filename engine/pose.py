@@ -137,7 +137,7 @@ def quality_status() -> dict[str, dict]:
 def require_model(model_complexity: int) -> None:
     """Raise a ``usage`` error for an unknown complexity, an ``environment`` error (naming the set-up
     command for Heavy) when its model file is not installed; cheap (no mediapipe import)."""
-    if model_complexity not in _MODEL_FILES or isinstance(model_complexity, bool):
+    if isinstance(model_complexity, bool) or model_complexity not in _MODEL_FILES:
         raise EngineError("usage", f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
     path = model_file(model_complexity)
     if path is None or path.is_file():
