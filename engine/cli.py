@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--person", default=None, metavar="largest|central|X,Y@FRAME",
                    help="follow one person (keypoints stage 'blazepose_tracked', chosen by this option): the "
                         "largest, the most central, or the one nearest pixel X,Y on output frame FRAME")
+    r.add_argument("--keypoints-quality", choices=("full", "heavy"), default=None,
+                   help="BlazePose model of the keypoints stage: full (default, ships with mediapipe) or heavy "
+                        "(loses the person less often, ~3-5x slower; installed once by engine/setup_env.py "
+                        "--heavy-only; "
+                        "same as --option keypoints.model_complexity=2)")
     r.add_argument("--body", default="solve", help="body stage (see: check --json)")
     r.add_argument("--trajectory", default="tp", help="trajectory stage (see: check --json); default tp, the learned prior")
     r.add_argument("--refine", action="append", default=None, metavar="NAME",
@@ -88,6 +93,33 @@ def parse_stage_options(items: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
+def with_quality(choice, quality: str | None):
+    """Apply ``--keypoints-quality`` (full|heavy -> the stage's ``model_complexity``) to the keypoints
+    choice; a contradicting ``--option keypoints.model_complexity`` is a usage error. Heavy that is not
+    installed is refused here, before the video is opened (the message names the set-up command)."""
+    import dataclasses
+
+    from . import stages
+    from .pose import QUALITIES, require_model
+
+    fields = {f.name for f in dataclasses.fields(stages.get("keypoints", choice.name).Config)}
+    options = dict(choice.options)
+    if quality is not None:
+        if quality not in QUALITIES:
+            raise EngineError("usage", f"--keypoints-quality must be one of {sorted(QUALITIES)}, got {quality!r}.")
+        if "model_complexity" not in fields:
+            raise EngineError("usage", f"--keypoints-quality applies to the BlazePose keypoints stages, not "
+                                       f"{choice.name!r}.")
+        given = options.get("model_complexity")
+        if given is not None and given != QUALITIES[quality]:
+            raise EngineError("usage", f"--keypoints-quality {quality} contradicts --option "
+                                       f"keypoints.model_complexity={given}.")
+        options["model_complexity"] = QUALITIES[quality]
+    if isinstance(options.get("model_complexity"), int):
+        require_model(options["model_complexity"])
+    return dataclasses.replace(choice, options=options)
+
+
 def run_options(args: argparse.Namespace):
     """The parsed ``run`` arguments -> pipeline.RunOptions (stage names checked against the registry)."""
     import dataclasses
@@ -111,13 +143,16 @@ def run_options(args: argparse.Namespace):
             raise EngineError("usage", f"--person applies to the keypoints stage 'blazepose_tracked', not {name!r}.")
         return StageChoice(name, {k: v for k, v in given.items() if k in fields})
 
+    keypoints = choice("keypoints", args.keypoints or ("blazepose_tracked" if args.person else
+                                                       stages.DEFAULTS["keypoints"]), person=args.person)
+    keypoints = with_quality(keypoints, getattr(args, "keypoints_quality", None))
+
     return RunOptions(
         job=Job(video=args.video, out=args.out, start_frame=args.start_frame, end_frame=args.end_frame,
                 fps=args.fps, max_side=args.max_side),
         camera=CameraHints(mode=args.camera, focal=args.focal, fov=args.fov),
         device=args.device,
-        keypoints=choice("keypoints", args.keypoints or ("blazepose_tracked" if args.person else
-                                                         stages.DEFAULTS["keypoints"]), person=args.person),
+        keypoints=keypoints,
         body=choice("body", args.body, iterations=args.iterations, smoothing=args.smoothing),
         trajectory=choice("trajectory", args.trajectory, smoothing=args.smoothing),
         refine=tuple(choice("refine", n) for n in (args.refine or list(DEFAULT_REFINE)) if n != "none"),
@@ -169,6 +204,13 @@ def _check(as_json: bool) -> int:
     except Exception as e:  # noqa: BLE001
         report["pose_model"] = None
         report["problems"].append(f"pose model: {e}")
+    try:   # which --keypoints-quality values this environment can run (Heavy is an opt-in install)
+        from .pose import quality_status
+
+        report["keypoint_quality"] = quality_status()
+    except Exception as e:  # noqa: BLE001
+        report["keypoint_quality"] = None
+        report["problems"].append(f"keypoint quality: {e}")
     try:
         from . import stages
 

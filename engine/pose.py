@@ -97,6 +97,16 @@ def _stdout_to_stderr():
 
 
 _MODEL_FILES = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
+# The user-facing keypoint quality (``run --keypoints-quality``, the add-on's choice) -> model_complexity.
+QUALITIES: dict[str, int] = {"full": 1, "heavy": 2}
+
+
+def heavy_setup_command() -> str:
+    """The command that installs BlazePose Heavy into this engine's environment (engine/setup_env.py)."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent / "setup_env.py"
+    return f"{sys.executable} {script} --venv {sys.prefix} --heavy-only"
 
 
 def model_file(model_complexity: int = 1):
@@ -110,23 +120,48 @@ def model_file(model_complexity: int = 1):
     return Path(list(spec.submodule_search_locations)[0]) / "modules" / "pose_landmark" / _MODEL_FILES[model_complexity]
 
 
+def quality_status() -> dict[str, dict]:
+    """Per keypoint quality: its model_complexity, model file and whether it is installed (``check``
+    and the keypoints stages' ``describe`` report it; for Heavy also the command that installs it)."""
+    out: dict[str, dict] = {}
+    for quality, complexity in QUALITIES.items():
+        path = model_file(complexity)
+        info: dict = {"model_complexity": complexity, "path": str(path) if path else None,
+                      "installed": bool(path and path.is_file())}
+        if quality == "heavy" and not info["installed"]:
+            info["install"] = heavy_setup_command()
+        out[quality] = info
+    return out
+
+
+def require_model(model_complexity: int) -> None:
+    """Raise a ``usage`` error for an unknown complexity, an ``environment`` error (naming the set-up
+    command for Heavy) when its model file is not installed; cheap (no mediapipe import)."""
+    if isinstance(model_complexity, bool) or model_complexity not in _MODEL_FILES:
+        raise EngineError("usage", f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
+    path = model_file(model_complexity)
+    if path is None or path.is_file():
+        return   # no mediapipe at all: the import below reports it
+    if model_complexity == QUALITIES["heavy"]:
+        raise EngineError("environment", f"BlazePose Heavy (keypoint quality 'heavy') is not installed ({path}). "
+                                         f"Install it once with: {heavy_setup_command()}")
+    raise EngineError("environment", f"The BlazePose model for complexity {model_complexity} is not installed "
+                                     f"({path}); copy {path.name} from the npm package @mediapipe/pose there.")
+
+
 class BlazePose:
     """BlazePose GHUM in tracking mode: the one place the pose model is built (engine, benchmarks and
     data tools all use this class). Call with RGB uint8 frames in order.
 
     ``model_complexity`` 1 (Full) ships in the wheel; 0 and 2 need their model file in place (mediapipe
-    would otherwise try to download it): a clear ``environment`` error says so instead.
+    would otherwise try to download it): a clear ``environment`` error says so instead (for 2, Heavy,
+    it names the set-up command: ``engine/setup_env.py --heavy-only``).
     """
 
     def __init__(self, *, model_complexity: int = 1, static_image_mode: bool = False,
                  min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
                  smooth_landmarks: bool = True):
-        if model_complexity not in _MODEL_FILES:
-            raise EngineError("usage", f"model_complexity must be 0, 1 or 2, got {model_complexity!r}")
-        path = model_file(model_complexity)
-        if path is not None and not path.is_file():
-            raise EngineError("environment", f"The BlazePose model for complexity {model_complexity} is not "
-                                             f"installed ({path}); see engine/setup_env.py.")
+        require_model(model_complexity)
         try:
             with _stdout_to_stderr():
                 import mediapipe as mp

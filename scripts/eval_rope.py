@@ -1,11 +1,14 @@
 """Rope against the v1 body solve and raw BlazePose on the synthetic dev set (body pose only).
 
     .venv/bin/python -m scripts.eval_rope [--devset /work/main/.cache/devset] [--weights models/rope]
-        [--cache .cache/devset_landmarks] [--json OUT.json] [--speed]
+        [--cache .cache/devset_landmarks] [--keypoints-quality full|heavy] [--json OUT.json] [--speed]
+        [--keypoint-speed]
 
 Per clip, BlazePose runs once as the engine runs it (``make_detector_data.detect``: VideoReader ->
 BlazePose -> LandmarkBuffer) and its track is cached in ``--cache`` (keyed by the clip's size and
-modification time). The three methods then read the same track:
+modification time and the BlazePose model: ``--keypoints-quality heavy`` is BlazePose Heavy, the
+engine's option of the same name, installed by ``engine/setup_env.py --heavy-only``). The three
+methods then read the same track:
 
 - ``blazepose_raw``: landmarks mapped to vm24 joints (``bench_accuracy.blazepose_to_vm24``; missed
   frames hold the last pose);
@@ -18,7 +21,9 @@ subtracting the pelvis, PA-MPJPE per frame, PA-MPJPE over the joints the ground 
 by an occluder (``occluded``) and over all hidden joints (``occluded | self_occluded``), and jitter
 (``scripts.vmkit.metrics.jitter``, 10 m/s^3) of the pelvis-relative joints (no trajectory: the body
 pose alone; ``jitter_gt`` is the ground truth's). Nothing here is used for training or for picking
-checkpoints. ``--speed`` also times Rope batched on one thread.
+checkpoints. ``--speed`` also times Rope batched on one thread. ``--keypoint-speed`` times BlazePose
+Full against Heavy per frame on the dev clips' frames (decoded once, the two models alternating in
+rounds on the same frames, so a busy machine slows both alike): the ratio is what to read.
 """
 
 from __future__ import annotations
@@ -45,15 +50,20 @@ METHODS = ("blazepose_raw", "v1_solve", "rope")
 KEYS = ("mpjpe", "pa_mpjpe", "pa_mpjpe_occluded", "pa_mpjpe_hidden", "jitter", "jitter_gt")
 
 
-def cached_track(mp4: Path, cache: Path) -> dict[str, np.ndarray]:
+def cache_path(mp4: Path, cache: Path, model_complexity: int = 1) -> Path:
+    """The cached track of one clip for one BlazePose model (complexity 1 Full, 2 Heavy)."""
     st = mp4.stat()
-    path = cache / f"{mp4.stem}_{st.st_size}_{int(st.st_mtime)}.npz"
+    return cache / f"{mp4.stem}_{st.st_size}_{int(st.st_mtime)}_mc{int(model_complexity)}.npz"
+
+
+def cached_track(mp4: Path, cache: Path, model_complexity: int = 1) -> dict[str, np.ndarray]:
+    path = cache_path(mp4, cache, model_complexity)
     if path.exists():
         d = np.load(path, allow_pickle=False)
         return {k: d[k] for k in d.files}
     from scripts.make_detector_data import detect
 
-    track, reader = detect(mp4)
+    track, reader = detect(mp4, model_complexity)
     out = {"image": track.image, "world": track.world, "visibility": track.visibility, "valid": track.valid,
            "frame_index": track.frame_index, "times": track.times,
            "image_size": np.array([reader.width, reader.height], np.int32)}
@@ -109,6 +119,37 @@ def speed(rope: Rope, frames: int = 4096, repeat: int = 3) -> float:
     return frames / best
 
 
+def keypoint_speed(clips: list[Path], *, rounds: int = 3, max_frames: int = 240) -> dict[str, float]:
+    """Milliseconds per frame of BlazePose Full and Heavy (tracking mode, as the engine runs it) on the
+    same decoded frames; each round runs Full then Heavy on every clip (fresh models), best round kept."""
+    from engine import video
+    from engine.pose import QUALITIES, BlazePose
+
+    frames: list[list[np.ndarray]] = []
+    total = 0
+    for mp4 in clips:
+        with video.VideoReader(str(mp4)) as reader:
+            frames.append([fr.image for fr in reader])
+        total += len(frames[-1])
+        if total >= max_frames:
+            break
+    best = {q: float("inf") for q in QUALITIES}
+    for _ in range(rounds):
+        for quality, complexity in QUALITIES.items():
+            t, n = 0.0, 0
+            for clip in frames:
+                with BlazePose(model_complexity=complexity) as bp:
+                    bp(clip[0])   # first frame: model warm-up and detector, not timed
+                    t0 = time.perf_counter()
+                    for rgb in clip[1:]:
+                        bp(rgb)
+                    t += time.perf_counter() - t0
+                    n += len(clip) - 1
+            best[quality] = min(best[quality], 1000.0 * t / max(n, 1))
+    return {"full_ms": best["full"], "heavy_ms": best["heavy"], "ratio": best["heavy"] / best["full"],
+            "frames": float(sum(len(c) - 1 for c in frames)), "rounds": float(rounds)}
+
+
 def table(title: str, rows: dict[str, list[dict]]) -> str:
     lines = [f"\n### {title}", "| method | " + " | ".join(KEYS) + " |", "|---|" + "---|" * len(KEYS)]
     for m, rs in rows.items():
@@ -132,17 +173,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--rope-smoothing", type=float, default=0.25, help="seconds (Rope.predict smoothing)")
     ap.add_argument("--skip-v1", action="store_true", help="only raw BlazePose and Rope (faster)")
+    ap.add_argument("--keypoints-quality", choices=("full", "heavy"), default="full",
+                    help="BlazePose model the tracks come from (heavy: engine/setup_env.py --heavy-only)")
+    ap.add_argument("--keypoint-speed", action="store_true",
+                    help="also time BlazePose Full vs Heavy per frame on the dev clips (needs Heavy)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     clips = sorted(p for p in args.devset.glob("*.mp4") if (args.devset / f"{p.stem}_gt.npz").exists())
     if not clips:
         print(f"no clips in {args.devset}", file=sys.stderr)
         return 2
+    from engine.pose import QUALITIES
+
+    complexity = QUALITIES[args.keypoints_quality]
     rope = Rope.load(args.weights)
     per_clip = []
     for mp4 in clips:
         gt = np.load(args.devset / f"{mp4.stem}_gt.npz", allow_pickle=False)
-        tr = cached_track(mp4, args.cache)
+        tr = cached_track(mp4, args.cache, complexity)
         fps = float(gt["fps"])
         idx = tr["frame_index"].astype(int)
         E = gt["camera_extrinsics"][idx]
@@ -168,16 +216,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mp4.stem}: " + ", ".join(f"{m} PA {entry[m]['pa_mpjpe']:.0f}" for m in METHODS if m in entry),
               file=sys.stderr)
     methods = [m for m in METHODS if all(m in e for e in per_clip)]
-    report = [f"## Body pose on {args.devset} ({len(per_clip)} clips; camera frame, mm; jitter 10 m/s^3)"]
+    report = [f"## Body pose on {args.devset} ({len(per_clip)} clips; BlazePose {args.keypoints_quality.capitalize()} "
+              f"input; camera frame, mm; jitter 10 m/s^3)"]
     for group in sorted({e["group"] for e in per_clip}):
         report.append(table(f"group: {group}", {m: [e[m] for e in per_clip if e["group"] == group] for m in methods}))
     report.append(table("all clips", {m: [e[m] for e in per_clip] for m in methods}))
     if args.speed:
         fps_rope = speed(rope)
         report.append(f"\nRope batched, 1 torch thread: {fps_rope:.0f} frames/s")
+    speed_kp = None
+    if args.keypoint_speed:
+        speed_kp = keypoint_speed(clips)
+        report.append(f"\nBlazePose per frame ({speed_kp['frames']:.0f} frames, best of {speed_kp['rounds']:.0f} "
+                      f"alternating rounds): Full {speed_kp['full_ms']:.1f} ms, Heavy {speed_kp['heavy_ms']:.1f} ms, "
+                      f"Heavy/Full {speed_kp['ratio']:.2f}x")
     print("\n".join(report))
     if args.json:
-        args.json.write_text(json.dumps({"clips": per_clip}, indent=1))
+        args.json.write_text(json.dumps({"keypoints_quality": args.keypoints_quality, "clips": per_clip,
+                                         "keypoint_speed": speed_kp}, indent=1))
     return 0
 
 

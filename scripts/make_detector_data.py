@@ -77,14 +77,15 @@ def comparable_error_px(pack_: dict[str, np.ndarray]) -> dict[str, float]:
     return res
 
 
-def detect(mp4: Path) -> tuple:
-    """The engine's decode + pose stage on one video: ``(LandmarkTrack, VideoReader)``."""
+def detect(mp4: Path, model_complexity: int = 1) -> tuple:
+    """The engine's decode + pose stage on one video: ``(LandmarkTrack, VideoReader)``; complexity 2 is
+    BlazePose Heavy (``--keypoints-quality heavy``), installed by engine/setup_env.py --heavy-only."""
     from engine import video
     from engine.pose import BlazePose, LandmarkBuffer
 
     reader = video.VideoReader(str(mp4))
     buf = LandmarkBuffer()
-    with BlazePose() as bp, reader:
+    with BlazePose(model_complexity=model_complexity) as bp, reader:
         for fr in reader:
             buf.append(fr.time, fr.index, bp(fr.image))
     return buf.track(), reader

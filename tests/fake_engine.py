@@ -84,6 +84,8 @@ def _run(argv: list[str]) -> int:
     video = argv[0]
     out = argv[argv.index("--out") + 1]
     mode = os.environ.get("FAKE_ENGINE_MODE", "ok")
+    if os.environ.get("FAKE_ENGINE_ARGV"):          # tests read back the arguments the add-on built
+        Path(os.environ["FAKE_ENGINE_ARGV"]).write_text(json.dumps(argv), encoding="utf-8")
     cancel = threading.Event()
 
     def watch() -> None:

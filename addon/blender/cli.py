@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                    f"${core_engine.ENV_PYTHON}, or the add-on's engine venv)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--camera", choices=("auto", "static", "moving"), default="auto")
+    p.add_argument("--keypoints-quality", choices=core_engine.KEYPOINT_QUALITIES, default="full",
+                   help="BlazePose model: full (default) or heavy (installed once: engine/setup_env.py --heavy-only)")
     p.add_argument("--focal", type=float, default=0.0, help="focal length in pixels (0 = unknown)")
     p.add_argument("--frame-start", type=int, default=0)
     p.add_argument("--frame-end", type=int, default=-1)
@@ -94,7 +96,8 @@ def convert(argv: list[str]) -> int:
         print(f"video_mocap: output folder is not writable: {out_dir}", file=sys.stderr)
         return 2
     opts = core_engine.RunOptions(frame_start=args.frame_start, frame_end=args.frame_end,
-                                  camera=args.camera, focal_px=args.focal, device=args.device)
+                                  camera=args.camera, focal_px=args.focal, device=args.device,
+                                  keypoint_quality=args.keypoints_quality)
     if not args.videos and not args.result:
         print("video_mocap: give videos and/or --result files", file=sys.stderr)
         return 2

@@ -11,7 +11,8 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..core import engine as core_engine
 from . import prefs
-from .props import CAMERA_ITEMS, DEVICE_ITEMS, body_mesh_property, foot_lock_property, shot_property
+from .props import (CAMERA_ITEMS, DEVICE_ITEMS, body_mesh_property, foot_lock_property,
+                    keypoint_quality_property, shot_property)
 from .retarget_apply import RetargetOptions
 from .session import ImportRequest, ImportSession
 
@@ -47,6 +48,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     camera: EnumProperty(name="Camera", items=CAMERA_ITEMS, default="auto")  # type: ignore[valid-type]
     focal_px: FloatProperty(name="Focal Length (px)", min=0.0, default=0.0, description="0 = unknown")  # type: ignore[valid-type]
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
+    keypoint_quality: keypoint_quality_property()  # type: ignore[valid-type]
     set_scene: BoolProperty(name="Set Scene FPS and Range", default=True)  # type: ignore[valid-type]
     shot: shot_property()  # type: ignore[valid-type]
     body_mesh: body_mesh_property()  # type: ignore[valid-type]
@@ -63,6 +65,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         layout.prop(self, "camera")
         layout.prop(self, "focal_px")
         layout.prop(self, "device")
+        layout.prop(self, "keypoint_quality")
         layout.prop(self, "set_scene")
         layout.prop(self, "shot")
         row = layout.row()
@@ -79,7 +82,8 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
 
     def _request(self) -> ImportRequest:
         opts = core_engine.RunOptions(frame_start=self.frame_start, frame_end=self.frame_end,
-                                      camera=self.camera, focal_px=self.focal_px, device=self.device)
+                                      camera=self.camera, focal_px=self.focal_px, device=self.device,
+                                      keypoint_quality=self.keypoint_quality)
         return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene,
                              shot=self.shot,
                              retarget=RetargetOptions(body_mesh=self.body_mesh, foot_lock=self.foot_lock))
@@ -164,8 +168,8 @@ class VIDMOCAP_OT_run(bpy.types.Operator):
         s = context.scene.vidmocap
         kwargs = dict(filepath=bpy.path.abspath(s.video), frame_start=s.frame_start, frame_end=s.frame_end,
                       target=s.target.name if s.target else "", camera=s.camera, focal_px=s.focal_px,
-                      device=s.device, set_scene=s.set_scene, shot=s.shot, body_mesh=s.body_mesh,
-                      foot_lock=s.foot_lock, direct=True)
+                      device=s.device, keypoint_quality=s.keypoint_quality, set_scene=s.set_scene, shot=s.shot,
+                      body_mesh=s.body_mesh, foot_lock=s.foot_lock, direct=True)
         if bpy.app.background:
             return bpy.ops.import_anim.video_mocap('EXEC_DEFAULT', **kwargs)
         return bpy.ops.import_anim.video_mocap('INVOKE_DEFAULT', **kwargs)
@@ -227,12 +231,19 @@ class VIDMOCAP_OT_setup_engine(bpy.types.Operator):
     bl_idname = "vidmocap.setup_engine"
     bl_label = "Set Up Engine"
 
+    heavy_only: BoolProperty(  # type: ignore[valid-type]
+        name="Only BlazePose Heavy", default=False, options={'SKIP_SAVE'},
+        description="Only add BlazePose Heavy (npm package @mediapipe/pose, ~41 MB, needs npm) to the engine "
+                    "environment in use")
+
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return not context.window_manager.vidmocap_job.running
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         venv = prefs.default_venv()
+        if self.heavy_only:   # into the environment in use (the preference's Python, or the add-on's own)
+            venv = core_engine.venv_of(prefs.engine_python(context)) or venv
         script = prefs.engine_root() / "engine" / "setup_env.py"
         if venv is None:
             self.report({'ERROR'}, "Set-up needs the add-on installed as an extension")
@@ -241,7 +252,7 @@ class VIDMOCAP_OT_setup_engine(bpy.types.Operator):
             self.report({'ERROR'}, f"Set-up script missing: {script}")
             return {'CANCELLED'}
         root = prefs.engine_root()
-        self._job = core_engine.EngineJob(core_engine.setup_argv(root, venv), cwd=root,
+        self._job = core_engine.EngineJob(core_engine.setup_argv(root, venv, heavy_only=self.heavy_only), cwd=root,
                                           env=core_engine.engine_env(root))
         self._job.start()
         if bpy.app.background or context.window is None:
@@ -274,7 +285,7 @@ class VIDMOCAP_OT_setup_engine(bpy.types.Operator):
             return {'CANCELLED'}
         python = prefs.engine_python(context)
         prefs.STATUS_CACHE[str(python)] = core_engine.check_engine(python, prefs.engine_root())
-        self.report({'INFO'}, "Engine set up")
+        self.report({'INFO'}, "BlazePose Heavy installed" if self.heavy_only else "Engine set up")
         return {'FINISHED'}
 
 

@@ -45,10 +45,17 @@ class VIDMOCAP_AddonPreferences(bpy.types.AddonPreferences):
             col.label(text=f"Engine ready{': ' + extra if extra else ''}", icon='CHECKMARK')
         else:
             col.label(text=status.message, icon='ERROR' if status.found else 'CANCEL')
+        heavy = core_engine.heavy_installed(status) if status is not None else None
+        if heavy is not None:
+            col.label(text="BlazePose Heavy: installed" if heavy else
+                      "BlazePose Heavy: not installed (Keypoint Quality 'Heavy' needs it)",
+                      icon='CHECKMARK' if heavy else 'INFO')
         job = context.window_manager.vidmocap_job
         row = layout.row()
         row.operator("vidmocap.check_engine", icon='FILE_REFRESH')
         row.operator("vidmocap.setup_engine", icon='IMPORT')
+        if heavy is False:
+            layout.operator("vidmocap.setup_engine", text="Install BlazePose Heavy", icon='IMPORT').heavy_only = True
         if job.running and job.status.startswith("Setup"):
             layout.progress(factor=job.progress, type='BAR', text=job.status[:120])
 

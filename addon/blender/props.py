@@ -18,6 +18,12 @@ DEVICE_ITEMS = [
     ("cpu", "CPU", "Run on the CPU"),
     ("cuda", "CUDA", "Run on an NVIDIA GPU"),
 ]
+KEYPOINT_QUALITY_ITEMS = [
+    ("full", "Full", "BlazePose Full: ships with the engine, about 40 frames/s on a laptop CPU"),
+    ("heavy", "Heavy", "BlazePose Heavy: keeps the person in more hard frames, about 3-5x slower; installed "
+                       "once from the add-on preferences (Install BlazePose Heavy) or engine/setup_env.py "
+                       "--heavy-only"),
+]
 
 PRESET_ITEMS = [("auto", "Auto-detect", "Pick the preset from the rig's bone names")] + [
     (n, m.label, f"Bone map preset: {m.label}") for n, m in retarget.presets().items()] + [
@@ -33,6 +39,11 @@ ROOT_ITEMS = [
 def shot_property() -> Any:
     return IntProperty(name="Shot", min=0, default=0,
                        description="Import only this shot (1 = the first) of a video with cuts; 0 imports all shots")
+
+
+def keypoint_quality_property() -> Any:
+    return EnumProperty(name="Keypoint Quality", items=KEYPOINT_QUALITY_ITEMS, default="full",
+                        description="BlazePose model that finds the body in each frame")
 
 
 def body_mesh_property() -> Any:
@@ -71,6 +82,7 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     focal_px: FloatProperty(  # type: ignore[valid-type]
         name="Focal Length (px)", min=0.0, default=0.0, description="Focal length in pixels if known; 0 = unknown")
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")  # type: ignore[valid-type]
+    keypoint_quality: keypoint_quality_property()  # type: ignore[valid-type]
     set_scene: BoolProperty(  # type: ignore[valid-type]
         name="Set Scene FPS and Range", default=True, description="Match the scene frame rate and range to the video")
     shot: shot_property()  # type: ignore[valid-type]

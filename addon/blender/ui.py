@@ -30,6 +30,7 @@ class VIDMOCAP_PT_main(bpy.types.Panel):
         col.prop(s, "camera")
         col.prop(s, "focal_px")
         col.prop(s, "device")
+        col.prop(s, "keypoint_quality")
         col.prop(s, "set_scene")
         col.prop(s, "shot")
         row = col.row()

@@ -30,6 +30,9 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 # Overall progress: decode+pose 0.85, solve 0.10, trajectory+write 0.05 (docs/protocol.md).
 _STAGE_SPAN = {"decode": (0.0, 0.85), "pose": (0.0, 0.85), "solve": (0.85, 0.95),
                "trajectory": (0.95, 0.98), "refine": (0.95, 0.98), "write": (0.98, 1.0)}
+# Keypoint quality -> what the engine is told (``run --keypoints-quality``); Full is the engine's default
+# and is not passed, so an engine without the option still runs the default import.
+KEYPOINT_QUALITIES = ("full", "heavy")
 CANCEL_GRACE_S = 3.0
 KILL_AFTER_S = 3.0
 
@@ -87,9 +90,14 @@ class RunOptions:
     camera: str = "auto"          # static | moving | auto
     focal_px: float = 0.0         # focal length in pixels; 0 = unknown
     device: str = "auto"          # auto | cpu | cuda
+    keypoint_quality: str = "full"  # full | heavy (BlazePose Heavy: opt-in install, ~3-5x slower pose pass)
 
     def args(self) -> list[str]:
+        if self.keypoint_quality not in KEYPOINT_QUALITIES:
+            raise ValueError(f"keypoint_quality must be one of {KEYPOINT_QUALITIES}, got {self.keypoint_quality!r}")
         a = ["--camera", self.camera, "--device", self.device]
+        if self.keypoint_quality != "full":
+            a += ["--keypoints-quality", self.keypoint_quality]
         if self.frame_start > 0:
             a += ["--start-frame", str(self.frame_start)]
         if self.frame_end >= 0:
@@ -372,6 +380,26 @@ def check_engine(python: Path | None, engine_root: str | os.PathLike[str], *, ti
     return EngineStatus(True, False, "Engine is broken: " + (tail[-1] if tail else f"exit code {p.returncode}"))
 
 
-def setup_argv(engine_root: str | os.PathLike[str], venv: str | os.PathLike[str]) -> list[str]:
-    """Command that creates the engine venv (engine/setup_env.py, stdlib only) with this Python."""
-    return [sys.executable, os.path.join(os.fspath(engine_root), "engine", "setup_env.py"), "--venv", os.fspath(venv)]
+def venv_of(python: str | os.PathLike[str] | None) -> Path | None:
+    """The virtual environment an interpreter belongs to (``<venv>/bin/python``), or None."""
+    if not python:
+        return None
+    python = Path(python)
+    for folder in (python.parent.parent, python.parent):   # bin/python (POSIX), Scripts/python.exe (Windows)
+        if (folder / "pyvenv.cfg").is_file():
+            return folder
+    return None
+
+
+def heavy_installed(status: EngineStatus) -> bool | None:
+    """Whether the checked engine can run ``--keypoints-quality heavy`` (None: the check did not say)."""
+    heavy = (status.info.get("keypoint_quality") or {}).get("heavy") if status.info else None
+    return bool(heavy.get("installed")) if isinstance(heavy, dict) else None
+
+
+def setup_argv(engine_root: str | os.PathLike[str], venv: str | os.PathLike[str], *,
+               heavy: bool = False, heavy_only: bool = False) -> list[str]:
+    """Command that creates the engine venv (engine/setup_env.py, stdlib only) with this Python;
+    ``heavy`` also installs BlazePose Heavy (npm), ``heavy_only`` installs only that into an existing venv."""
+    argv = [sys.executable, os.path.join(os.fspath(engine_root), "engine", "setup_env.py"), "--venv", os.fspath(venv)]
+    return argv + (["--heavy-only"] if heavy_only else ["--heavy"] if heavy else [])

@@ -9,7 +9,8 @@ from . import register
 
 @dataclass(frozen=True)
 class BlazePoseConfig:
-    model_complexity: int = 1          # 1 = Full (inside the wheel); 2 = Heavy when installed (platform.md)
+    model_complexity: int = 1          # 1 = Full (inside the wheel); 2 = Heavy once installed: run
+                                       # --keypoints-quality heavy, engine/setup_env.py --heavy-only
     static_image_mode: bool = False    # False: tracking mode (detector only when tracking is lost)
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
@@ -36,11 +37,12 @@ class BlazePoseKeypoints:
 
     @classmethod
     def describe(cls) -> dict:
-        from ..pose import model_file
+        from ..pose import model_file, quality_status
 
         path = model_file(BlazePoseConfig().model_complexity)
         return {"weights": str(path) if path else None, "weights_found": bool(path and path.is_file()),
-                "source": "mediapipe 0.10.21 wheel"}
+                "source": "mediapipe 0.10.21 wheel",
+                "qualities": quality_status()}
 
     def __call__(self, rgb):
         return self._model(rgb)

@@ -147,11 +147,12 @@ class TrackedBlazePose:
 
     @classmethod
     def describe(cls) -> dict:
-        from ..pose import model_file
+        from ..pose import model_file, quality_status
 
         path = model_file(TrackedConfig().model_complexity)
         return {"weights": str(path) if path else None, "weights_found": bool(path and path.is_file()),
-                "source": "mediapipe 0.10.21 wheel (crop tracking + tiled search)"}
+                "source": "mediapipe 0.10.21 wheel (crop tracking + tiled search)",
+                "qualities": quality_status()}
 
     # ---- per frame --------------------------------------------------------------------------------
     def __call__(self, rgb: np.ndarray):

@@ -190,6 +190,32 @@ def test_unregister_leaves_nothing(blank):
     assert hasattr(bpy.types.Scene, "vidmocap")
 
 
+def test_keypoint_quality_reaches_the_engine(blank, tmp_path, monkeypatch):
+    """Panel setting, import dialog and batch CLI: Heavy is passed as --keypoints-quality heavy, Full
+    passes nothing (the engine's default)."""
+    import json
+
+    log = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_ENGINE_ARGV", str(log))
+    video = _video(tmp_path)
+    assert _import(video) == {'FINISHED'}
+    assert "--keypoints-quality" not in json.loads(log.read_text())
+    assert _import(video, keypoint_quality="heavy") == {'FINISHED'}
+    argv = json.loads(log.read_text())
+    assert argv[argv.index("--keypoints-quality") + 1] == "heavy"
+    s = blank.scene.vidmocap
+    s.video, s.keypoint_quality = video, "heavy"
+    log.unlink()
+    assert bpy.ops.vidmocap.run() == {'FINISHED'}
+    argv = json.loads(log.read_text())
+    assert argv[argv.index("--keypoints-quality") + 1] == "heavy"
+    cli = importlib.import_module(MODULE + ".addon.blender.cli")
+    log.unlink()
+    assert cli.cli_command(["convert", video, "--out", str(tmp_path / "o"), "--keypoints-quality", "heavy"]) == 0
+    argv = json.loads(log.read_text())
+    assert argv[argv.index("--keypoints-quality") + 1] == "heavy"
+
+
 def test_batch_convert(blank, tmp_path, monkeypatch):
     cli = importlib.import_module(MODULE + ".addon.blender.cli")
     out = tmp_path / "out"
