@@ -173,6 +173,12 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
                 if pb is not None and prop in pb.keys():
                     dp = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{bpy.utils.escape_identifier(prop)}"]'
                     _write_keys(_fcurves(action, slot, dp, 1, pb.name)[0], frames[:1], np.array([value]))
+                    if prop == "IK_FK":
+                        ik_parents.discard(pb.name)
+        for bname in sorted(ik_parents):   # a map without the Rigify constants: the legs still switch to IK
+            if "IK_FK" in target.pose.bones[bname].keys():
+                dp = f'pose.bones["{bpy.utils.escape_identifier(bname)}"]["IK_FK"]'
+                _write_keys(_fcurves(action, slot, dp, 1, bname)[0], frames[:1], np.array([0.0]))
         added_props = key_channels(target, action, slot, result, frames)
         if obj_loc is not None:
             for i, fc in enumerate(_fcurves(action, slot, "location", 3, "Object Transforms")):

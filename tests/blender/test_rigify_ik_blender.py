@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import MODULE  # noqa: F401  (the extension fixture)
+from conftest import MODULE
 
 import bpy  # noqa: E402  (conftest set HOME first)
 
@@ -126,3 +126,24 @@ def test_rigify_leg_ik_plants_feet(blank, tmp_path):
     assert step < PLANTED_TOL_M and drift < PLANTED_TOL_M / 5
     assert drift_fk > drift + 1e-3          # the FK legs (other proportions than the result's) still slide
     assert free < FOLLOW_TOL_M
+
+
+def test_rigify_leg_ik_with_custom_map_without_constants(blank, tmp_path):
+    """A custom bone map without the preset's IK_FK constants: the option still switches the legs to IK."""
+    import importlib
+    import json
+
+    path, _ = _write(tmp_path)
+    rig = _rigify()
+    for side in "LR":
+        rig.pose.bones[f"thigh_parent.{side}"]["IK_FK"] = 1.0       # the user left the legs in FK
+    retarget = importlib.import_module(f"{MODULE}.addon.core.retarget")
+    data = {**retarget.presets()["rigify"].to_json(), "constants": {}}
+    (tmp_path / "plain.json").write_text(json.dumps(data))
+    action = _import(path, rig, preset="custom", map_file=str(tmp_path / "plain.json"), foot_lock=0.0,
+                     rigify_leg_ik=True)
+    paths = {fc.data_path for fc in _fcurves_of(action)}
+    assert {'pose.bones["foot_ik.L"].location', 'pose.bones["thigh_parent.R"]["IK_FK"]'} <= paths
+    bpy.context.scene.frame_set(bpy.context.scene.frame_start + 2)
+    assert rig.pose.bones["thigh_parent.L"]["IK_FK"] == pytest.approx(0.0)
+    assert rig.pose.bones["thigh_parent.R"]["IK_FK"] == pytest.approx(0.0)
