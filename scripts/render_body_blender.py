@@ -2,7 +2,7 @@
 armature + body mesh, deformed by Blender's Armature modifier), seen through the result's camera with
 the Workbench engine and laid over the footage.
 
-    python -m scripts.render_body_blender RESULT.npz --out body.png [--frames 4] [--video VIDEO] [--rigify]
+    python -m scripts.render_body_blender RESULT.npz --out body.png [--frames 4] [--video VIDEO] [--rigify [--fit] [--leg-ik]]
 
 ``--rigify``: instead of the add-on's own armature and body, a Rigify rig is generated (human metarig ->
 Generate Rig), the result is retargeted onto it through the same operator (preset detected), and a
@@ -80,6 +80,10 @@ def main(argv=None) -> int:
     ap.add_argument("--video", default=None, help="defaults to the video named in the result")
     ap.add_argument("--height", type=int, default=480, help="height of each tile in pixels")
     ap.add_argument("--rigify", action="store_true", help="retarget onto a generated Rigify rig (see above)")
+    ap.add_argument("--fit", action="store_true",
+                    help="with --rigify: scale the rig object to the result's leg length, so that the character "
+                         "walks the person's path (otherwise its path is the person's times its leg-length ratio)")
+    ap.add_argument("--leg-ik", action="store_true", help="with --rigify: the import's rigify_leg_ik (legs keyed in IK)")
     args = ap.parse_args(argv)
 
     import bpy
@@ -94,8 +98,17 @@ def main(argv=None) -> int:
 
     bpy.ops.wm.read_homefile(use_empty=True)
     target = _rigify_character(bpy) if args.rigify else ""
+    if target and args.fit:
+        rig = bpy.data.objects[target]
+        heads = [np.array(rig.data.bones[b].head_local) for b in ("thigh_fk.L", "shin_fk.L", "foot_fk.L")]
+        rig_leg = float(np.linalg.norm(heads[1] - heads[0]) + np.linalg.norm(heads[2] - heads[1]))
+        names = [str(n) for n in r["joint_names"]]
+        off = r["rest_offsets"]
+        leg = float(np.linalg.norm(off[names.index("left_knee")]) + np.linalg.norm(off[names.index("left_ankle")]))
+        rig.scale = (leg / rig_leg,) * 3
+        print(f"rig scaled by {leg / rig_leg:.3f} (result leg {leg:.3f} m, rig leg {rig_leg:.3f})")
     ok, msg, name = ops_result.import_result_file(bpy.context, str(Path(args.result).resolve()), body_mesh=True,
-                                                  target=target)
+                                                  target=target, rigify_leg_ik=args.leg_ik)
     if not ok:
         print(msg, file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from bpy_extras.io_utils import ImportHelper
 from ..core import engine as core_engine
 from . import prefs
 from .props import (CAMERA_ITEMS, DEVICE_ITEMS, body_mesh_property, foot_lock_property,
-                    keypoint_quality_property, shot_property)
+                    keypoint_quality_property, rigify_leg_ik_property, shot_property)
 from .retarget_apply import RetargetOptions
 from .session import ImportRequest, ImportSession
 
@@ -53,6 +53,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
     shot: shot_property()  # type: ignore[valid-type]
     body_mesh: body_mesh_property()  # type: ignore[valid-type]
     foot_lock: foot_lock_property()  # type: ignore[valid-type]
+    rigify_leg_ik: rigify_leg_ik_property()  # type: ignore[valid-type]
     direct: BoolProperty(default=False, options={'HIDDEN', 'SKIP_SAVE'})  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -72,6 +73,7 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
         row.enabled = not self.target
         row.prop(self, "body_mesh")
         layout.prop(self, "foot_lock")
+        layout.prop(self, "rigify_leg_ik")
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         if self.direct:
@@ -86,7 +88,8 @@ class IMPORT_ANIM_OT_video_mocap(bpy.types.Operator, ImportHelper):
                                       keypoint_quality=self.keypoint_quality)
         return ImportRequest(video=self.filepath, options=opts, target=self.target, set_scene=self.set_scene,
                              shot=self.shot,
-                             retarget=RetargetOptions(body_mesh=self.body_mesh, foot_lock=self.foot_lock))
+                             retarget=RetargetOptions(body_mesh=self.body_mesh, foot_lock=self.foot_lock,
+                                                      rigify_leg_ik=self.rigify_leg_ik))
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         job_state = context.window_manager.vidmocap_job
@@ -169,7 +172,7 @@ class VIDMOCAP_OT_run(bpy.types.Operator):
         kwargs = dict(filepath=bpy.path.abspath(s.video), frame_start=s.frame_start, frame_end=s.frame_end,
                       target=s.target.name if s.target else "", camera=s.camera, focal_px=s.focal_px,
                       device=s.device, keypoint_quality=s.keypoint_quality, set_scene=s.set_scene, shot=s.shot,
-                      body_mesh=s.body_mesh, foot_lock=s.foot_lock, direct=True)
+                      body_mesh=s.body_mesh, foot_lock=s.foot_lock, rigify_leg_ik=s.rigify_leg_ik, direct=True)
         if bpy.app.background:
             return bpy.ops.import_anim.video_mocap('EXEC_DEFAULT', **kwargs)
         return bpy.ops.import_anim.video_mocap('INVOKE_DEFAULT', **kwargs)

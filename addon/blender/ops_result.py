@@ -14,7 +14,7 @@ from ..core import retarget
 from ..core.result import ResultError, read_result
 from ..core.retarget import RetargetError
 from . import apply, importer
-from .props import PRESET_ITEMS, ROOT_ITEMS, body_mesh_property, foot_lock_property, shot_property
+from .props import PRESET_ITEMS, ROOT_ITEMS, body_mesh_property, foot_lock_property, rigify_leg_ik_property, shot_property
 from .retarget_apply import RetargetOptions
 from .transaction import SceneTransaction
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def import_result_file(context: bpy.types.Context, filepath: str, *, target: str = "", preset: str = "auto",
                        map_file: str = "", root_motion: str = "bone", scale: float = 0.0,
                        set_scene: bool = True, shot: int = 0, body_mesh: bool = True,
-                       foot_lock: float = 1.0) -> tuple[bool, str, str]:
+                       foot_lock: float = 1.0, rigify_leg_ik: bool = False) -> tuple[bool, str, str]:
     """Read ``filepath`` and import it (one call, so a transaction can wrap it): (ok, message, object)."""
     try:
         result = read_result(bpy.path.abspath(filepath))
@@ -40,7 +40,8 @@ def import_result_file(context: bpy.types.Context, filepath: str, *, target: str
                                          target=obj, set_scene=set_scene,
                                          options=RetargetOptions(preset=preset, map_file=map_file,
                                                                  root_motion=root_motion, scale=scale,
-                                                                 body_mesh=body_mesh, foot_lock=foot_lock),
+                                                                 body_mesh=body_mesh, foot_lock=foot_lock,
+                                                                 rigify_leg_ik=rigify_leg_ik),
                                          shot=shot)
     except (ResultError, apply.ApplyError, RetargetError) as e:
         return False, str(e), ""
@@ -68,6 +69,7 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
     shot: shot_property()  # type: ignore[valid-type]
     body_mesh: body_mesh_property()  # type: ignore[valid-type]
     foot_lock: foot_lock_property()  # type: ignore[valid-type]
+    rigify_leg_ik: rigify_leg_ik_property()  # type: ignore[valid-type]
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -84,12 +86,14 @@ class IMPORT_ANIM_OT_video_mocap_result(bpy.types.Operator, ImportHelper):
         row.enabled = not self.target
         row.prop(self, "body_mesh")
         layout.prop(self, "foot_lock")
+        layout.prop(self, "rigify_leg_ik")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         ok, msg, _ = import_result_file(context, self.filepath, target=self.target, preset=self.preset,
                                         map_file=self.map_file, root_motion=self.root_motion,
                                         scale=self.scale, set_scene=self.set_scene, shot=self.shot,
-                                        body_mesh=self.body_mesh, foot_lock=self.foot_lock)
+                                        body_mesh=self.body_mesh, foot_lock=self.foot_lock,
+                                        rigify_leg_ik=self.rigify_leg_ik)
         self.report({'INFO'} if ok else {'ERROR'}, msg)
         job = context.window_manager.vidmocap_job
         job.last_ok, job.last_message = ok, msg
@@ -107,7 +111,7 @@ class VIDMOCAP_OT_import_result(bpy.types.Operator):
         return bpy.ops.import_anim.video_mocap_result(
             'EXEC_DEFAULT', filepath=bpy.path.abspath(s.result_file), target=s.target.name if s.target else "",
             preset=s.preset, map_file=s.map_file, root_motion=s.root_motion, set_scene=s.set_scene, shot=s.shot,
-            body_mesh=s.body_mesh, foot_lock=s.foot_lock)
+            body_mesh=s.body_mesh, foot_lock=s.foot_lock, rigify_leg_ik=s.rigify_leg_ik)
 
 
 class VIDMOCAP_OT_map_fill(bpy.types.Operator):
@@ -197,6 +201,7 @@ class VIDMOCAP_PT_result(bpy.types.Panel):
         layout.prop(s, "root_motion")
         layout.prop(s, "body_mesh")
         layout.prop(s, "foot_lock")
+        layout.prop(s, "rigify_leg_ik")
         layout.operator("vidmocap.import_result", icon='IMPORT')
         box = layout.box()
         box.label(text="Mapping Editor")

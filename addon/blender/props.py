@@ -58,6 +58,12 @@ def foot_lock_property() -> Any:
                                      "legs, baked to keys); 0 = the motion as solved")
 
 
+def rigify_leg_ik_property() -> Any:
+    return BoolProperty(name="Rigify Legs in IK", default=False,
+                        description="On a Rigify rig: key the legs' IK controls (foot, toe, knee pole) from the "
+                                    "retargeted pose, feet held on contact by Foot Lock, and switch the legs to IK")
+
+
 class VIDMOCAP_PG_map_row(bpy.types.PropertyGroup):
     """One row of the mapping editor: a bone of the target rig and the result joint that drives it."""
 
@@ -94,6 +100,7 @@ class VIDMOCAP_PG_settings(bpy.types.PropertyGroup):
     root_motion: EnumProperty(name="Root Motion", items=ROOT_ITEMS, default="bone")  # type: ignore[valid-type]
     body_mesh: body_mesh_property()  # type: ignore[valid-type]
     foot_lock: foot_lock_property()  # type: ignore[valid-type]
+    rigify_leg_ik: rigify_leg_ik_property()  # type: ignore[valid-type]
     map_rows: CollectionProperty(type=VIDMOCAP_PG_map_row)  # type: ignore[valid-type]
     map_root: StringProperty(name="Root Bone", description="Bone that carries the root motion")  # type: ignore[valid-type]
 

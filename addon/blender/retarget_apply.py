@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from ..core import retarget, rig
+from ..core import retarget, rig, rigify_ik
 from ..core.result import MotionResult
+from . import rigify_legs
 from .apply import CONFIDENCE_PREFIX, CONTACT_PREFIX, ApplyError, _fcurves, _write_keys, key_channels  # noqa: F401
 
 
@@ -26,6 +27,7 @@ class RetargetOptions:
     # not retargeting as such, but options of every import that travel with these
     body_mesh: bool = True         # build the body mesh (when the file has one) on a NEW armature
     foot_lock: float = 1.0         # 0..1: contact-frame feet held in place by IK on the legs (core.footlock)
+    rigify_leg_ik: bool = False    # Rigify target: key the legs' IK controls from the FK pose, IK_FK = 0 (rigify_legs)
 
 
 def _copied_from(obj: bpy.types.Object, pb: bpy.types.PoseBone, driven: set[str]) -> str:
@@ -149,7 +151,10 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
 
     created: list[bpy.types.ID] = []
     added_props: list[str] = []
-    modes = {b: target.pose.bones[b].rotation_mode for b in out.bones}
+    leg_ik = options.rigify_leg_ik and bool(rigify_legs.leg_sides(target))
+    ik_parents = {rigify_ik.leg_names(s)["parent"] for s in rigify_legs.leg_sides(target)} if leg_ik else set()
+    modes = {b: target.pose.bones[b].rotation_mode
+             for b in (*out.bones, *(rigify_legs.ik_bones(target) if leg_ik else ()))}
     try:
         action, slot = _new_action(name, target)
         created.append(action)
@@ -163,9 +168,17 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
         for bname, props in mapping.map.constants.items():   # e.g. Rigify IK_FK = 1 (FK), keyed
             pb = target.pose.bones.get(mapping.prefix + bname)
             for prop, value in props.items():
+                if pb is not None and pb.name in ik_parents and prop == "IK_FK":
+                    value = 0.0                                # the legs in IK (rigify_legs keys the controls)
                 if pb is not None and prop in pb.keys():
                     dp = f'pose.bones["{bpy.utils.escape_identifier(pb.name)}"]["{bpy.utils.escape_identifier(prop)}"]'
                     _write_keys(_fcurves(action, slot, dp, 1, pb.name)[0], frames[:1], np.array([value]))
+                    if prop == "IK_FK":
+                        ik_parents.discard(pb.name)
+        for bname in sorted(ik_parents):   # a map without the Rigify constants: the legs still switch to IK
+            if "IK_FK" in target.pose.bones[bname].keys():
+                dp = f'pose.bones["{bpy.utils.escape_identifier(bname)}"]["IK_FK"]'
+                _write_keys(_fcurves(action, slot, dp, 1, bname)[0], frames[:1], np.array([0.0]))
         added_props = key_channels(target, action, slot, result, frames)
         if obj_loc is not None:
             for i, fc in enumerate(_fcurves(action, slot, "location", 3, "Object Transforms")):
@@ -186,6 +199,8 @@ def apply_retarget(context: bpy.types.Context, result: MotionResult, target: bpy
         for b in out.bones:
             target.pose.bones[b].rotation_mode = 'QUATERNION'
         _assign(target, action)
+        if leg_ik:   # needs the FK keys evaluated: after the action is assigned
+            rigify_legs.key_leg_ik(context, target, action, slot, frames, result, options.foot_lock)
     except Exception:
         for prop in added_props:
             del target[prop]

@@ -37,6 +37,7 @@ class VIDMOCAP_PT_main(bpy.types.Panel):
         row.enabled = s.target is None
         row.prop(s, "body_mesh")
         col.prop(s, "foot_lock")
+        col.prop(s, "rigify_leg_ik")
         if job.running:
             layout.progress(factor=job.progress, type='BAR', text=job.status or "Running")
             layout.operator("vidmocap.cancel", icon='CANCEL')
