@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     np.savez_compressed(tmp, **arrays)
     tmp.replace(args.out)
     err = comparable_error_px(arrays)
-    log.info("%d clips, %d frames in %.1f s -> %s", args.n, len(arrays["valid"]), time.perf_counter() - t_all,
+    log.info("%d clips, %d frames in %.1f s -> %s", len(clips), len(arrays["valid"]), time.perf_counter() - t_all,
              args.out)
     log.info("detection rate %.3f; BlazePose vs projected GT (px, detected frames, joint in view): mean %.1f, "
              "median %.1f, not occluded %.1f", arrays["valid"].mean(), err["mean"], err["median"],
