@@ -207,10 +207,9 @@ def detect(opts: RunOptions, info, proto: Protocol, warn, device: str, extras: d
             buf.append(fr.time, fr.index, det)
             person = None if det is None else det.image[:, :2]
             sigs.append(cuts.signature(fr.image))
+            grey = tracker.update(fr.image, person) if tracker is not None else None
             if meter is not None:
-                meter.update(fr.image, person)
-            if tracker is not None:
-                tracker.update(fr.image, person)
+                meter.update(fr.image, person, grey=grey)   # the tracker's small grey frame, when there is one
             proto.progress("pose", len(buf), reader.expected_frames)
         record = getattr(keypoints, "tracking_record", None)
         if record is not None and extras is not None:

@@ -266,6 +266,28 @@ def test_camera_motion_meter(shift_px, moving):
     assert meter.is_moving() is moving
 
 
+@pytest.mark.parametrize("shift_px, moving", [(0, False), (1, False), (8, True)])
+def test_camera_motion_meter_on_the_trackers_grey_frames(shift_px, moving):
+    """The engine feeds the meter the camera tracker's small grey frame instead of the RGB frame: the same
+    verdicts, and per-frame motion within a tenth of a pixel (of the meter's 192-px frame) of the RGB path."""
+    from engine.camera_motion import CameraTracker
+
+    rng = np.random.default_rng(7)
+    big = _texture(rng, 360, 640 + 30 * shift_px + 8)
+    from_rgb, from_grey, tracker = CameraMotionMeter(), CameraMotionMeter(), CameraTracker()
+    for k in range(30):
+        frame = big[:, k * shift_px:k * shift_px + 640].astype(np.int16)
+        frame = np.clip(frame + rng.normal(0, 2, frame.shape), 0, 255).astype(np.uint8)
+        person = np.array([[0.4, 0.2], [0.6, 0.9]])
+        grey = tracker.update(frame, person)
+        assert grey.ndim == 2 and grey.shape[1] == tracker.width
+        from_rgb.update(frame, person)
+        from_grey.update(None, person, grey=grey)
+    assert from_grey.is_moving() is moving is from_rgb.is_moving()
+    a, b = np.asarray(from_rgb.motion[1:]), np.asarray(from_grey.motion[1:])
+    assert np.allclose(a, b, atol=0.1 / 192), np.abs(a - b).max() * 192
+
+
 def test_camera_motion_meter_undecided_on_few_frames():
     meter = CameraMotionMeter()
     rng = np.random.default_rng(8)
