@@ -458,6 +458,121 @@ def test_batch_result(blank, result_file, tmp_path):
     assert cli.cli_command(["convert", "--out", str(out)]) == 2
 
 
+def _rig_blend(path: Path, result) -> tuple[Path, bytes, float]:
+    """A user's .blend: a Mixamo-named rig ``Armature`` (with an action of its own) and a mesh ``Body``.
+    Returns the file, its bytes and its mtime."""
+    obj = _mixamo_obj(result)
+    _user_action(obj, "mixamorig:LeftArm").name = "user_walk"
+    body = bpy.data.objects.new("Body", bpy.data.meshes.new("Body"))
+    bpy.context.scene.collection.objects.link(body)
+    bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+    return path, path.read_bytes(), path.stat().st_mtime
+
+
+def _mixamo_head_error(obj, ref, action) -> float:
+    """Largest distance (m) of a mapped bone head from the result's scaled joint, over the 48 frames."""
+    retarget = _core("retarget")
+    m = retarget.resolve(retarget.presets()["mixamo"], [b.name for b in obj.data.bones], ref["joint_names"].tolist())
+    frames = bpy.context.scene.frame_start + np.arange(48)
+    bones = list(m.bones)
+    heads = _pose_heads(obj, frames, bones)
+    scaled = retarget.source_targets(ref["joints_world"], ref["rest_offsets"], ref["parents"].tolist(), 0,
+                                     float(action["video_mocap_scale"]), np.array(obj.data.bones[m.root].head_local))
+    jidx = {str(n): i for i, n in enumerate(ref["joint_names"])}
+    return max(np.abs(heads[:, k] - scaled[:, jidx[m.bones[b]]]).max() for k, b in enumerate(bones))
+
+
+def test_batch_result_onto_rig_from_blend(blank, result_file, tmp_path):
+    """``convert --result R --rig FILE.blend --target NAME``: the output .blend is the rig file with a new
+    action on the rig whose mapped bones follow the result; bvh/fbx export that rig; the rig file on
+    disk is unchanged; the user's own action is kept."""
+    path, ref = result_file
+    rig, data, mtime = _rig_blend(tmp_path / "rig.blend", _core("result").read_result(path))
+    cli = importlib.import_module(MODULE + ".addon.blender.cli")
+    out = tmp_path / "out"
+    base = ["convert", "--result", str(path), "--rig", str(rig), "--target", "Armature", "--out", str(out),
+            "--foot-lock", str(NO_LOCK)]
+    for fmt in ("blend", "bvh", "fbx"):
+        assert cli.cli_command([*base, "--format", fmt]) == 0, fmt
+    assert rig.read_bytes() == data and rig.stat().st_mtime == mtime
+    bvh = (out / "walk.bvh").read_text()
+    assert "ROOT mixamorig:Hips" in bvh and "JOINT mixamorig:LeftForeArm" in bvh and "Frames: 48" in bvh
+    fbx = (out / "walk.fbx").read_bytes()
+    assert fbx[:18] == b"Kaydara FBX Binary" and b"LeftForeArm" in fbx
+    assert not list(out.glob(".*part*"))
+    bpy.ops.wm.open_mainfile(filepath=str(out / "walk.blend"))
+    obj = bpy.data.objects["Armature"]
+    action = obj.animation_data.action
+    assert action.name != "user_walk" and action["video_mocap_map"] == "mixamo"
+    assert "user_walk" in bpy.data.actions and "Body" in bpy.data.objects
+    assert len([o for o in bpy.data.objects if o.type == 'ARMATURE']) == 1   # no new armature
+    keyed = {p.split('"')[1] for p, _, keys in _keys(action) if p.endswith("rotation_quaternion") and len(keys) == 48}
+    retarget = _core("retarget")
+    m = retarget.resolve(retarget.presets()["mixamo"], [b.name for b in obj.data.bones], ref["joint_names"].tolist())
+    assert set(m.bones) <= keyed
+    err = _mixamo_head_error(obj, ref, action)
+    print(f"batch onto rig.blend: max head error {err * 1000:.3f} mm")
+    assert err < HEAD_TOL_M
+
+
+def test_batch_rig_options_and_errors(blank, result_file, tmp_path, capsys):
+    """A custom --bone-map and --root-motion reach the retarget; a missing or non-armature --target, or
+    --rig without --target, stops with exit 2, a message naming the armatures, and writes nothing."""
+    path, ref = result_file
+    rig, data, _ = _rig_blend(tmp_path / "rig.blend", _core("result").read_result(path))
+    cli = importlib.import_module(MODULE + ".addon.blender.cli")
+    out = tmp_path / "out"
+    for target, words in (("Nope", "no object 'Nope'"), ("Body", "not an armature")):
+        capsys.readouterr()
+        assert cli.cli_command(["convert", "--result", str(path), "--rig", str(rig), "--target", target,
+                                "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and "armatures there: 'Armature'" in err, err
+        assert not out.exists()
+    assert cli.cli_command(["convert", "--result", str(path), "--rig", str(rig), "--out", str(out)]) == 2
+    assert cli.cli_command(["convert", "--result", str(path), "--target", "Armature", "--out", str(out)]) == 2
+    assert cli.cli_command(["convert", "--result", str(path), "--rig", str(tmp_path / "none.blend"),
+                            "--target", "Armature", "--out", str(out)]) == 2
+    assert not out.exists()
+    retarget = _core("retarget")
+    m = retarget.presets()["mixamo"]
+    custom = retarget.BoneMap(name="mine", label="Mine", root="mixamorig:" + m.root,   # a saved map: full names
+                              bones={"mixamorig:" + b: j for b, j in m.bones.items() if "Arm" not in b and "Hand" not in b})
+    retarget.save_map(custom, tmp_path / "mine.json")
+    assert cli.cli_command(["convert", "--result", str(path), "--rig", str(rig), "--target", "Armature",
+                            "--out", str(out), "--bone-map", str(tmp_path / "mine.json"),
+                            "--root-motion", "object", "--foot-lock", "0"]) == 0
+    assert rig.read_bytes() == data
+    bpy.ops.wm.open_mainfile(filepath=str(out / "walk.blend"))
+    action = bpy.data.objects["Armature"].animation_data.action
+    assert action["video_mocap_map"] == "mine"
+    paths = {p for p, _, _ in _keys(action)}
+    assert 'pose.bones["mixamorig:LeftForeArm"].rotation_quaternion' not in paths
+    assert 'pose.bones["mixamorig:LeftUpLeg"].rotation_quaternion' in paths
+    assert "location" in paths   # root motion on the armature object
+
+
+def test_batch_video_onto_rig_from_blend(blank, result_file, tmp_path):
+    """A video (fake engine) with ``--rig/--target``: the session retargets onto the rig with the batch's
+    options (here root motion in place: the path empty), exported as bvh and as the rig file."""
+    path, _ = result_file
+    rig, data, _ = _rig_blend(tmp_path / "rig.blend", _core("result").read_result(path))
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00" * 64)
+    cli = importlib.import_module(MODULE + ".addon.blender.cli")
+    out = tmp_path / "out"
+    for fmt in ("bvh", "blend"):
+        assert cli.cli_command(["convert", str(video), "--rig", str(rig), "--target", "Armature", "--out", str(out),
+                                "--format", fmt, "--root-motion", "in_place", "--foot-lock", "0"]) == 0, fmt
+    assert rig.read_bytes() == data
+    assert "ROOT mixamorig:Hips" in (out / "clip.bvh").read_text()
+    bpy.ops.wm.open_mainfile(filepath=str(out / "clip.blend"))
+    action = bpy.data.objects["Armature"].animation_data.action
+    assert action["video_mocap_map"] == "mixamo" and action.name != "user_walk"
+    assert any(o.name.endswith("_path") and o.type == 'EMPTY' for o in bpy.data.objects)
+    assert len([o for o in bpy.data.objects if o.type == 'ARMATURE']) == 1
+
+
 def test_export_retargeted_rig_from_panel_operator(blank, result_file, tmp_path):
     """``vidmocap.export`` (the panel's Export Animation button; the same code as the batch command)
     writes the retargeted rig with Blender's exporters; the user's selection is as before."""
