@@ -2,6 +2,8 @@
 
     blender -b -P scripts/convert.py -- VIDEO... --out DIR [--format blend|bvh|fbx|glb]
             [--engine-python PATH] [--device auto|cpu|cuda] [--camera auto|static|moving]
+            [--result R.npz]... [--rig RIG.blend --target ARMATURE [--bone-map MAP.json]
+            [--root-motion bone|object|in_place] [--rigify-leg-ik]] [--foot-lock 0..1]
 
 Same as ``blender -b -c video_mocap convert ...`` with the extension installed. The engine's Python
 comes from --engine-python, else $VIDEO_MOCAP_ENGINE_PYTHON. Prints one line per video and exits
