@@ -2,7 +2,7 @@
 
     .venv/bin/python -m scripts.eval_rope [--devset /work/main/.cache/devset] [--weights models/rope]
         [--cache .cache/devset_landmarks] [--keypoints-quality full|heavy] [--json OUT.json] [--speed]
-        [--keypoint-speed]
+        [--keypoint-speed] [--refine] [--skip-v1]
 
 Per clip, BlazePose runs once as the engine runs it (``make_detector_data.detect``: VideoReader ->
 BlazePose -> LandmarkBuffer) and its track is cached in ``--cache`` (keyed by the clip's size and
@@ -14,7 +14,9 @@ methods then read the same track:
   frames hold the last pose);
 - ``v1_solve``: the engine's v1 body stage as ``engine/pipeline.py`` runs it (gap filling, 0.17 s
   Savitzky-Golay, ``solve.measure_body`` + ``solve.solve_body`` with the default options);
-- ``rope``: ``engine.rope.Rope.predict`` on the raw track.
+- ``rope``: ``engine.rope.Rope.predict`` on the raw track;
+- ``rope_refined`` (``--refine``): Rope, then the 2D alignment refinement (``engine.rope.refine2d``,
+  the body stage's ``refine`` option) with its default settings.
 
 All are scored in the camera frame (OpenCV axes), as the field reports body pose: MPJPE after
 subtracting the pelvis, PA-MPJPE per frame, PA-MPJPE over the joints the ground truth flags as hidden
@@ -41,12 +43,13 @@ from engine import skeleton as sk
 from engine import solve, trajectory
 from engine.rope import Rope
 from engine.rope.infer import DEFAULT_DIR
+from engine.rope.refine2d import refine_2d
 from engine.geometry.frames import BC_TO_CV as M_BC_TO_CV
 from scripts.bench_accuracy import _fill, blazepose_to_vm24
 from scripts.vmkit import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("blazepose_raw", "v1_solve", "rope")
+METHODS = ("blazepose_raw", "v1_solve", "rope", "rope_refined")
 KEYS = ("mpjpe", "pa_mpjpe", "pa_mpjpe_occluded", "pa_mpjpe_hidden", "jitter", "jitter_gt")
 
 
@@ -173,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--rope-smoothing", type=float, default=0.25, help="seconds (Rope.predict smoothing)")
     ap.add_argument("--skip-v1", action="store_true", help="only raw BlazePose and Rope (faster)")
+    ap.add_argument("--refine", action="store_true", help="also score Rope + the 2D alignment refinement")
     ap.add_argument("--keypoints-quality", choices=("full", "heavy"), default="full",
                     help="BlazePose model the tracks come from (heavy: engine/setup_env.py --heavy-only)")
     ap.add_argument("--keypoint-speed", action="store_true",
@@ -212,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         entry["rope_seconds"] = time.perf_counter() - t
         entry["rope"] = score(joints_camera(out.rotations, out.root, out.rest_offsets), G, occ, hidden, fps)
         entry["rope_height"], entry["gt_height"] = out.height, float(gt["body_height_m"])
+        if args.refine:
+            t = time.perf_counter()
+            R2 = refine_2d(out.rotations, out.root, out.rest_offsets, tr["image"], tr["visibility"], tr["valid"],
+                           tuple(tr["image_size"]), height=out.height)
+            entry["refine_seconds"] = time.perf_counter() - t
+            entry["rope_refined"] = score(joints_camera(R2, out.root, out.rest_offsets), G, occ, hidden, fps)
         per_clip.append(entry)
         print(f"{mp4.stem}: " + ", ".join(f"{m} PA {entry[m]['pa_mpjpe']:.0f}" for m in METHODS if m in entry),
               file=sys.stderr)

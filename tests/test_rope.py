@@ -177,6 +177,29 @@ def test_body_stage_rope_follows_the_stage_contract(tmp_path):
     assert m.foot_anchors and max(m.foot_anchors) < m.anchors.shape[1]
 
 
+def test_body_stage_rope_with_the_2d_refinement(tmp_path):
+    """``--option body.refine=true``: the same contract, rotations changed where the image disagrees."""
+    from engine import stages
+    from engine.pose import LandmarkTrack
+    from engine.stages.records import Clip
+
+    torch.manual_seed(0)
+    save_weights(RopeNet(SMALL), tmp_path)
+    image, world, vis, valid, size = _track(T=10)
+    track = LandmarkTrack(image=image, world=world, visibility=vis, valid=valid, times=np.arange(10) / 30.0,
+                          frame_index=np.arange(10))
+    clip = Clip(fps=30.0, width=size[0], height=size[1], focal_px=1000.0)
+    plain = stages.build("body", "rope", "cpu", {"weights": str(tmp_path)})(track, clip, lambda i, n: None)
+    calls = []
+    refined = stages.build("body", "rope", "cpu", {"weights": str(tmp_path), "refine": True, "refine_iterations": 5})(
+        track, clip, lambda i, n: calls.append((i, n)))
+    assert calls and calls[-1] == (10, 10)
+    _check_rotations(refined.rotations)
+    assert np.abs(refined.rotations - plain.rotations).max() > 1e-3      # an untrained net disagrees with the image
+    np.testing.assert_allclose(refined.joints[:, 0], refined.root, atol=1e-6)
+    np.testing.assert_array_equal(refined.rest_offsets, plain.rest_offsets)
+
+
 @pytest.mark.skipif(not (DEFAULT_DIR / WEIGHTS_NAME).exists(), reason="no shipped weights")
 def test_cli_runs_with_body_rope(tmp_path):
     import subprocess

@@ -9,6 +9,7 @@ wrists, knees, ankles) plus the hips, weighted by the landmarks' visibility.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,9 @@ class RopeBodyConfig:
     weights: str = ""        # folder with config.json + rope.safetensors; "" = models/rope
     batch: int = 1024        # frames per forward pass
     smoothing: float = 0.25  # seconds, Savitzky-Golay over the output rotations and root (0 = off; Rope.predict)
+    refine: bool = False     # then align the pose with BlazePose's 2D landmarks (engine/rope/refine2d.py)
+    refine_iterations: int = 30
+    refine_prior: float = 0.05  # weight of the squared correction angle: higher keeps Rope's pose
 
 
 @register
@@ -60,7 +64,16 @@ class RopeBody:
         report(0, T)
         out = self.rope.predict(track.image, track.world, track.visibility, track.valid, (clip.width, clip.height),
                                 fps=clip.fps, smoothing=self.cfg.smoothing, device=self.device,
-                                batch=self.cfg.batch, report=report)
+                                batch=self.cfg.batch, report=None if self.cfg.refine else report)
+        if self.cfg.refine:
+            from ..rope.refine2d import Refine2DConfig, refine_2d
+
+            rotations = refine_2d(out.rotations, out.root, out.rest_offsets, track.image, track.visibility,
+                                  track.valid, (clip.width, clip.height),
+                                  Refine2DConfig(iterations=self.cfg.refine_iterations, prior=self.cfg.refine_prior),
+                                  focal_px=clip.focal_px, height=out.height, device=self.device,
+                                  report=lambda i, n: report(T * i // n, T))
+            out = dataclasses.replace(out, rotations=rotations)
         _, P = solve.fk_torch(torch.as_tensor(out.rotations), torch.as_tensor(out.root),
                               torch.as_tensor(out.rest_offsets))
         P = P.numpy()
