@@ -233,3 +233,42 @@ def test_long_detection_gap_is_bridged_and_flagged():
     _check_rotations(out.rotations)
     assert np.isfinite(out.root).all()
     assert (out.joint_confidence[~valid] == 0).all() and (out.joint_confidence[valid] > 0).any()
+
+
+def test_facing_check_turns_a_backwards_rope_body_to_blazepose_facing():
+    """``body.facing=blazepose``: frames where Rope's torso faces > flip_deg away from BlazePose's own
+    torso are turned about the vertical to BlazePose's facing; the rest stay Rope's."""
+    from engine.pose import LandmarkTrack
+    from engine.rope.infer import RopeOutput
+    from engine.stages.body_rope import face_like_blazepose
+
+    T = 6
+    # BlazePose: a body facing the camera (its left at image right, +x), world axes x right, y down, z away
+    _, P = sk.forward_kinematics(np.repeat(np.eye(3)[None, None], 1, 0).repeat(sk.J, 1), np.zeros((1, 3)),
+                                 sk.DEFAULT_REST_OFFSETS)
+    world = np.zeros((T, 33, 3), np.float32)
+    for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder"):
+        x, y, z = P[0, sk.INDEX[n]]
+        world[:, LM[n]] = (x, -z, y)                       # body-camera (x right, y away, z up) -> BlazePose
+    vis = np.ones((T, 33), np.float32)
+    vis[4, LM["left_shoulder"]] = 0.2                      # frame 4: BlazePose did not see the whole torso
+    track = LandmarkTrack(image=np.zeros((T, 33, 3), np.float32), world=world, visibility=vis,
+                          valid=np.ones(T, bool), times=np.arange(T) / 30.0, frame_index=np.arange(T))
+    # Rope: turned 170 degrees about +Z (backwards) on frames 0-4, 30 degrees on frame 5
+    turns = [170, 170, -175, 170, 170, 30]
+    R = np.repeat(np.eye(3)[None, None], T, 0).repeat(sk.J, 1).astype(np.float32)
+    R[:, 0] = Rotation.from_euler("z", np.array(turns, float)[:, None], degrees=True).as_matrix()
+    root = np.tile(np.array([0.0, 0.02, 0.01], np.float32), (T, 1))
+    out = RopeOutput(rotations=R, root=root, rest_offsets=sk.DEFAULT_REST_OFFSETS.astype(np.float32), height=1.7,
+                     joint_confidence=np.ones((T, sk.J), np.float32))
+    fixed = face_like_blazepose(out, track, flip_deg=100.0)
+    _, Pf = sk.forward_kinematics(fixed.rotations.astype(np.float64), fixed.root.astype(np.float64),
+                                  sk.DEFAULT_REST_OFFSETS)
+    lh, rh = Pf[:, sk.INDEX["left_hip"]], Pf[:, sk.INDEX["right_hip"]]
+    for t in (0, 1, 2, 3):                                  # turned back: left hip at +x, level in depth
+        assert lh[t, 0] > rh[t, 0] and abs(lh[t, 1] - rh[t, 1]) < 1e-3, t
+        np.testing.assert_allclose(fixed.root[t], Rotation.from_euler("z", -turns[t], degrees=True).apply(root[t]),
+                                   atol=1e-5)
+    np.testing.assert_array_equal(fixed.rotations[4:], out.rotations[4:])     # torso unseen; 30 < 100 degrees
+    np.testing.assert_array_equal(fixed.root[4:], out.root[4:])
+    np.testing.assert_array_equal(fixed.rotations[:, 1:], out.rotations[:, 1:])  # only the root turns

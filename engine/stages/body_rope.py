@@ -27,6 +27,11 @@ class RopeBodyConfig:
     weights: str = ""        # folder with config.json + rope.safetensors; "" = models/rope
     batch: int = 1024        # frames per forward pass
     smoothing: float = 0.25  # seconds, Savitzky-Golay over the output rotations and root (0 = off; Rope.predict)
+    # Facing check: where Rope's torso faces more than ``flip_deg`` away from BlazePose's own torso (hips and
+    # shoulders of its world landmarks, all four visible), "blazepose" turns Rope's body about the vertical
+    # to BlazePose's facing; "rope" keeps Rope's.
+    facing: str = "rope"
+    flip_deg: float = 100.0
     refine: bool = False     # then align the pose with BlazePose's 2D landmarks (engine/rope/refine2d.py)
     refine_iterations: int = 30
     refine_prior: float = 0.05  # weight of the squared correction angle: higher keeps Rope's pose
@@ -74,6 +79,10 @@ class RopeBody:
                                   focal_px=clip.focal_px, height=out.height, device=self.device,
                                   report=lambda i, n: report(T * i // n, T))
             out = dataclasses.replace(out, rotations=rotations)
+        if self.cfg.facing not in ("rope", "blazepose"):
+            raise ValueError(f"body.facing must be 'rope' or 'blazepose', not {self.cfg.facing!r}")
+        if self.cfg.facing == "blazepose":
+            out = face_like_blazepose(out, track, self.cfg.flip_deg)
         _, P = solve.fk_torch(torch.as_tensor(out.rotations), torch.as_tensor(out.root),
                               torch.as_tensor(out.rest_offsets))
         P = P.numpy()
@@ -89,3 +98,37 @@ class RopeBody:
             shape_names=("height",),
             shape_params=np.asarray([np.interp(out.height, [1.12, 1.625, 2.14], [0.0, 0.5, 1.0])], np.float32),
             info={"rope_window": self.rope.cfg.window, "frames": T})
+
+
+def torso_yaw(left_hip, right_hip, left_shoulder, right_shoulder) -> np.ndarray:
+    """Facing angle (degrees) about the vertical (+Z) of body-camera points (T, 3) each: 0 = facing the
+    camera (-Y), a body turned by +a degrees about +Z has facing +a. The across-body axis is right-to-left
+    of hips plus shoulders."""
+    a = (np.asarray(left_hip) - right_hip) + (np.asarray(left_shoulder) - right_shoulder)
+    return np.degrees(np.arctan2(a[:, 1], a[:, 0]))
+
+
+def face_like_blazepose(out, track, flip_deg: float = 100.0):
+    """Rope output -> the same with the body turned about the vertical (through the landmarks' hip centre)
+    to BlazePose's torso facing, on the frames where the two differ by more than ``flip_deg`` and BlazePose
+    saw the whole torso (visibility >= 0.5 at both hips and shoulders)."""
+    from scipy.spatial.transform import Rotation
+
+    from ..geometry.frames import blazepose_to_bc
+    from ..landmarks import TORSO
+
+    _, P = sk.forward_kinematics(out.rotations.astype(np.float64), out.root.astype(np.float64),
+                                 out.rest_offsets.astype(np.float64))
+    yaw_rope = torso_yaw(*(P[:, sk.INDEX[n]] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")))
+    w = blazepose_to_bc(np.nan_to_num(np.asarray(track.world, np.float64)))
+    yaw_bp = torso_yaw(*(w[:, LM[n]] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")))
+    seen = np.asarray(track.valid, bool) & (np.nan_to_num(track.visibility[:, list(TORSO)]) >= 0.5).all(1)
+    diff = (yaw_bp - yaw_rope + 180.0) % 360.0 - 180.0
+    flip = seen & (np.abs(diff) > flip_deg)
+    if not flip.any():
+        return out
+    turn = Rotation.from_euler("z", diff[flip][:, None], degrees=True).as_matrix().astype(np.float32)   # (F, 3, 3)
+    R, root = out.rotations.copy(), out.root.copy()
+    R[flip, 0] = turn @ R[flip, 0]
+    root[flip] = np.einsum("fab,fb->fa", turn, root[flip])
+    return dataclasses.replace(out, rotations=R, root=root)
