@@ -1,6 +1,7 @@
 """Accuracy benchmark on the synthetic dev set (renders of the anny body with known motion and camera).
 
-    .venv/bin/python -m scripts.bench_accuracy [--devset .cache/devset] [--json out.json] [--jobs 1]
+    .venv/bin/python -m scripts.bench_accuracy [--devset .cache/devset] [--json out.json]
+        [--variant NAME="ENGINE ARGS" ...] [--engine-arg=ARG ...]
 
 Make the dev set first (reproducible from a seed): ``.venv/bin/python -m scripts.make_devset --out
 .cache/devset --seed 0``. For every clip ``NAME.mp4`` + ``NAME_gt.npz`` the engine runs as a subprocess
@@ -8,7 +9,9 @@ Make the dev set first (reproducible from a seed): ``.venv/bin/python -m scripts
 
 - ``blazepose_raw``: the raw BlazePose world landmarks mapped to the vm24 joints, hip-centred at a
   fixed standing height, camera axes taken as the world (what a naive add-on does: no trajectory);
-- ``engine``: the current engine's ``joints_world``.
+- ``engine``: the current engine's ``joints_world`` (or, with ``--variant NAME="ARGS"``, one method per
+  engine setting, e.g. ``--variant v1="--body solve" --variant rope="--body rope" --variant
+  rope_refined="--body rope --option body.refine=true"``).
 
 Tables: one per group (static, moving, occluded) and one for occluded joints alone (PA-MPJPE over the
 joints the ground truth flags as hidden by an occluder). Metric definitions: scripts/vmkit/metrics.py.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -170,9 +174,13 @@ def main(argv=None) -> int:
     ap.add_argument("--devset", default=str(ROOT / ".cache" / "devset"))
     ap.add_argument("--engine-arg", action="append", default=[],
                     help="an option for every engine run, e.g. --engine-arg=--refine=footlock (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], metavar='NAME="ARGS"',
+                    help='an engine setting scored as its own method, e.g. --variant rope="--body rope" '
+                         '(repeatable; default: one method "engine" with no extra arguments)')
     ap.add_argument("--json", default=None, help="write all per-clip numbers here")
     ap.add_argument("--limit", type=int, default=None, help="only the first N clips")
     args = ap.parse_args(argv)
+    variants = dict(v.split("=", 1) for v in args.variant) if args.variant else {"engine": ""}
     devset = Path(args.devset)
     clips = sorted(p for p in devset.glob("*.mp4") if (devset / f"{p.stem}_gt.npz").exists())
     if args.limit:
@@ -184,19 +192,28 @@ def main(argv=None) -> int:
     per_clip: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
-            out = Path(tmp) / f"{clip.stem}.npz"
-            entry = evaluate_clip(clip, devset / f"{clip.stem}_gt.npz", out, args.engine_arg)
+            entry: dict = {}
+            for name, vargs in variants.items():
+                out = Path(tmp) / f"{clip.stem}_{len(entry)}.npz"
+                e = evaluate_clip(clip, devset / f"{clip.stem}_gt.npz", out, [*args.engine_arg, *shlex.split(vargs)])
+                if not entry:
+                    entry = {k: v for k, v in e.items() if k not in ("engine", "engine_seconds", "error")}
+                    entry["engine_seconds"] = {}
+                entry["engine_seconds"][name] = e["engine_seconds"]
+                if "error" in e:
+                    entry.setdefault("errors", {})[name] = e["error"]
+                    print(f"{clip.name} [{name}]: engine failed: {e['error']}", file=sys.stderr)
+                    continue
+                entry[name] = e["engine"]
+                print(f"{clip.name} [{entry['group']}] {name} {e['engine_seconds']:.1f}s  PA-MPJPE "
+                      f"{e['engine']['pa_mpjpe']:.0f} mm, WA-MPJPE100 {e['engine']['wa_mpjpe100']:.0f} mm; raw "
+                      f"PA-MPJPE {e['blazepose_raw']['pa_mpjpe']:.0f} mm", file=sys.stderr)
+                entry.setdefault("blazepose_raw", e["blazepose_raw"])
             per_clip.append(entry)
-            if "error" in entry:
-                print(f"{clip.name}: engine failed: {entry['error']}", file=sys.stderr)
-                continue
-            group, secs = entry["group"], entry["engine_seconds"]
-            print(f"{clip.name} [{group}] {secs:.1f}s  engine PA-MPJPE {entry['engine']['pa_mpjpe']:.0f} mm, "
-                  f"WA-MPJPE100 {entry['engine']['wa_mpjpe100']:.0f} mm; raw PA-MPJPE "
-                  f"{entry['blazepose_raw']['pa_mpjpe']:.0f} mm", file=sys.stderr)
     total = time.perf_counter() - t_all
-    report = [f"# Accuracy on {devset} ({len(clips)} clips, {total:.0f} s in all)"]
-    methods = ("blazepose_raw", "engine")
+    report = [f"# Accuracy on {devset} ({len(clips)} clips, {total:.0f} s in all; methods: "
+              + ", ".join(f"{n} = engine {v or '(defaults)'}" for n, v in variants.items()) + ")"]
+    methods = ("blazepose_raw", *variants)
     for group in sorted({e["group"] for e in per_clip}):
         rows = {m: [e[m] for e in per_clip if e["group"] == group and m in e] for m in methods}
         report.append(table(f"group: {group}", rows))
@@ -205,12 +222,12 @@ def main(argv=None) -> int:
     occ_rows = {m: [e[m] for e in per_clip if m in e and "pa_mpjpe_occluded" in e[m]] for m in methods}
     report.append(table("occluded joints alone (frames x joints flagged occluded)", occ_rows,
                         keys=("pa_mpjpe_occluded", "pa_mpjpe_visible")))
-    failed = [e for e in per_clip if "error" in e]
+    failed = [(e["clip"], n, err) for e in per_clip for n, err in e.get("errors", {}).items()]
     if failed:
-        report.append(f"\nEngine failed on {len(failed)} clip(s): " + ", ".join(f"{e['clip']} ({e['error']})" for e in failed))
+        report.append(f"\nEngine failed {len(failed)} time(s): " + ", ".join(f"{c} [{n}] ({err})" for c, n, err in failed))
     print("\n".join(report))
     if args.json:
-        Path(args.json).write_text(json.dumps({"clips": per_clip, "seconds": total}, indent=1))
+        Path(args.json).write_text(json.dumps({"clips": per_clip, "seconds": total, "variants": variants}, indent=1))
     return 0
 
 

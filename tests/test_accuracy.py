@@ -158,3 +158,36 @@ def test_score_clip_against_known_errors():
     assert 25.0 < noisy["pa_mpjpe"] < 33.0, noisy
     # root-relative: each joint's noise minus the root's (sigma sqrt 2) -> ~45 mm, the root itself 0
     assert 38.0 < noisy["mpjpe"] < 48.0, noisy
+
+
+def test_bench_accuracy_scores_each_variant_as_a_method(tmp_path, monkeypatch, capsys):
+    """``bench_accuracy --variant NAME="ARGS"``: one engine run per variant with its own arguments, each
+    scored as a method beside raw BlazePose (the engine runs are replaced by a recorder here)."""
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    for n in ("a_static", "b_moving"):
+        (dev / f"{n}.mp4").write_bytes(b"")
+        (dev / f"{n}_gt.npz").write_bytes(b"")
+    calls = []
+
+    def fake(clip, gt_path, out, engine_args=()):
+        calls.append((clip.name, list(engine_args)))
+        pa = 100.0 if "rope" in engine_args else 130.0
+        m = {k: 1.0 for k in bench_accuracy.COLUMNS} | {"pa_mpjpe": pa}
+        return {"clip": clip.name, "group": clip.stem.split("_")[1], "frames": 3, "engine_seconds": 0.1,
+                "engine": m, "blazepose_raw": {k: 2.0 for k in bench_accuracy.COLUMNS}}
+
+    monkeypatch.setattr(bench_accuracy, "evaluate_clip", fake)
+    out = tmp_path / "bench.json"
+    assert bench_accuracy.main(["--devset", str(dev), "--variant", "v1=--body solve", "--variant",
+                                "rope=--body rope --option body.refine=true", "--engine-arg=--refine=footlock",
+                                "--json", str(out)]) == 0
+    assert calls == [(c, ["--refine=footlock", *a]) for c in ("a_static.mp4", "b_moving.mp4")
+                     for a in (["--body", "solve"], ["--body", "rope", "--option", "body.refine=true"])]
+    text = capsys.readouterr().out
+    all_clips = text.split("## all clips")[1]
+    assert "| v1 | 2 | 1.0 | 130.0 |" in all_clips and "| rope | 2 | 1.0 | 100.0 |" in all_clips
+    assert "| blazepose_raw | 2 |" in all_clips
+    doc = json.loads(out.read_text())
+    assert doc["variants"] == {"v1": "--body solve", "rope": "--body rope --option body.refine=true"}
+    assert [c["rope"]["pa_mpjpe"] for c in doc["clips"]] == [100.0, 100.0]
