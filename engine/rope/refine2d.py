@@ -71,6 +71,65 @@ def _place(pts: np.ndarray, uv: np.ndarray, w: np.ndarray, focal: float, centre:
     return tau.astype(np.float32)
 
 
+def _refine_chunk(Rc: torch.Tensor, rc: torch.Tensor, rest_t: torch.Tensor, tgt: torch.Tensor, w: torch.Tensor,
+                  tau0: torch.Tensor, toff: torch.Tensor, focal: float, centre: np.ndarray,
+                  cfg: Refine2DConfig) -> np.ndarray:
+    """One chunk: Rope's rotations Rc (t, 24, 3, 3), root rc (t, 3), image targets tgt (t, K, 2) px with
+    weights w (t, K), initial camera-frame translation tau0 (t, 3) -> refined rotations (numpy)."""
+    from .. import solve
+    from ..geometry.frames import BC_TO_CV
+
+    device = Rc.device
+    bc_to_cv = torch.as_tensor(BC_TO_CV, dtype=torch.float32, device=device)
+    hinge = [(sk.INDEX[n], a, s) for n, (a, s) in solve._HINGE.items()]
+    c2 = cfg.robust_scale ** 2
+    delta = torch.zeros(len(Rc), sk.J, 3, device=device, requires_grad=True)
+    dtau = torch.zeros(len(Rc), 3, device=device, requires_grad=True)
+    frame_w = (w.sum(1) > 0).float()
+    with torch.no_grad():
+        P0 = solve.fk_torch(Rc, rc, rest_t)[1]                                   # Rope's joints
+        depth0 = P0[..., 1]                                                       # (t, J) along the view
+
+    def objective() -> torch.Tensor:
+        R = Rc @ rot.rotvec_to_matrix(delta)
+        Rw, P = solve.fk_torch(R, rc, rest_t)
+        X = solve.target_points(Rw, P, toff) @ bc_to_cv.T + (tau0 + dtau)[:, None]  # camera frame
+        z = X[..., 2].clamp_min(0.1)
+        proj = focal * X[..., :2] / z[..., None] + torch.as_tensor(centre, device=device)
+        res = (proj - tgt) * (z.detach() / focal)[..., None]                       # metres at the body
+        d2 = (res ** 2).sum(-1)
+        loss = (w * d2 / (d2 + c2)).sum() / w.sum().clamp_min(1e-6)
+        loss = loss + cfg.prior * ((delta ** 2).sum(-1).mean(1) * frame_w).sum() / frame_w.sum().clamp_min(1.0)
+        loss = loss + cfg.w_depth * ((P[..., 1] - depth0) ** 2).mean()
+        for j, a, sg in hinge if cfg.w_hinge > 0 else ():
+            rv = rot.matrix_to_rotvec(R[:, j])
+            off = torch.cat([rv[:, :a], rv[:, a + 1:]], -1)
+            loss = loss + cfg.w_hinge * ((off ** 2).sum(-1).mean() + (torch.relu(-sg * rv[:, a]) ** 2).mean())
+        if len(P) >= 3:
+            dP = P - P0                                                           # the corrections
+            loss = loss + cfg.w_smooth * ((dP[2:] - 2 * dP[1:-1] + dP[:-2]) ** 2).sum(-1).mean()
+            tt = tau0 + dtau
+            loss = loss + cfg.w_smooth * ((tt[2:] - 2 * tt[1:-1] + tt[:-2]) ** 2).sum(-1).mean()
+        return loss
+
+    # L-BFGS, not Adam: Adam takes full-size steps on vanishing gradients, so parts with no evidence
+    # (hidden joints) would drift; here a zero gradient means no change.
+    for params, iters in (([dtau], cfg.place_iterations), ([delta, dtau], cfg.iterations)):
+        if iters <= 0:
+            continue
+        opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=10, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    with torch.no_grad():
+        return (Rc @ rot.rotvec_to_matrix(delta)).cpu().numpy()
+
+
 def refine_2d(R0: np.ndarray, root: np.ndarray, rest: np.ndarray, image: np.ndarray, visibility: np.ndarray,
               valid: np.ndarray, image_size, cfg: Refine2DConfig | None = None, *, focal_px: float | None = None,
               height: float = REFERENCE_HEIGHT, device: str = "cpu", report=None) -> np.ndarray:
@@ -98,67 +157,19 @@ def refine_2d(R0: np.ndarray, root: np.ndarray, rest: np.ndarray, image: np.ndar
     w_np = (np.where(w_np >= cfg.min_visibility, w_np, 0.0) * solve._T_WEIGHT.numpy()[None]).astype(np.float32)
     toff = (solve._T_OFFSET * (height / REFERENCE_HEIGHT)).to(device)
     rest_t = torch.as_tensor(np.asarray(rest, np.float32), device=device)
-    bc_to_cv = torch.as_tensor(BC_TO_CV, dtype=torch.float32, device=device)
-    hinge = [(sk.INDEX[n], a, s) for n, (a, s) in solve._HINGE.items()]
+    bc_to_cv = torch.as_tensor(BC_TO_CV, dtype=torch.float32)
     with torch.no_grad():
         Rw, P = solve.fk_torch(torch.as_tensor(out), torch.as_tensor(np.asarray(root, np.float32)), rest_t.cpu())
-        pts0 = (solve.target_points(Rw, P, toff.cpu()) @ bc_to_cv.cpu().T).numpy()
+        pts0 = (solve.target_points(Rw, P, toff.cpu()) @ bc_to_cv.T).numpy()
     tau_all = _place(pts0, tgt_np, w_np, focal, centre)
     step = max(1, cfg.chunk - cfg.overlap)
     starts = list(range(0, T, step))
-    c2 = cfg.robust_scale ** 2
     for n_done, start in enumerate(starts):
         lo, hi = max(0, start - cfg.overlap // 2), min(T, start + step + cfg.overlap // 2)
-        Rc = torch.as_tensor(out[lo:hi].copy(), device=device)
-        rc = torch.as_tensor(np.asarray(root[lo:hi], np.float32), device=device)
-        tgt = torch.as_tensor(tgt_np[lo:hi], device=device)
-        w = torch.as_tensor(w_np[lo:hi], device=device)
-        tau0 = torch.as_tensor(tau_all[lo:hi], device=device)
-        delta = torch.zeros(hi - lo, sk.J, 3, device=device, requires_grad=True)
-        dtau = torch.zeros(hi - lo, 3, device=device, requires_grad=True)
-        frame_w = (w.sum(1) > 0).float()
-        with torch.no_grad():
-            P0 = solve.fk_torch(Rc, rc, rest_t)[1]                                   # Rope's joints
-            depth0 = P0[..., 1]                                                       # (t, J) along the view
-
-        def objective() -> torch.Tensor:
-            R = Rc @ rot.rotvec_to_matrix(delta)
-            Rw, P = solve.fk_torch(R, rc, rest_t)
-            X = solve.target_points(Rw, P, toff) @ bc_to_cv.T + (tau0 + dtau)[:, None]  # camera frame
-            z = X[..., 2].clamp_min(0.1)
-            proj = focal * X[..., :2] / z[..., None] + torch.as_tensor(centre, device=device)
-            res = (proj - tgt) * (z.detach() / focal)[..., None]                       # metres at the body
-            d2 = (res ** 2).sum(-1)
-            loss = (w * d2 / (d2 + c2)).sum() / w.sum().clamp_min(1e-6)
-            loss = loss + cfg.prior * ((delta ** 2).sum(-1).mean(1) * frame_w).sum() / frame_w.sum().clamp_min(1.0)
-            loss = loss + cfg.w_depth * ((P[..., 1] - depth0) ** 2).mean()
-            for j, a, sg in hinge if cfg.w_hinge > 0 else ():
-                rv = rot.matrix_to_rotvec(R[:, j])
-                off = torch.cat([rv[:, :a], rv[:, a + 1:]], -1)
-                loss = loss + cfg.w_hinge * ((off ** 2).sum(-1).mean() + (torch.relu(-sg * rv[:, a]) ** 2).mean())
-            if len(P) >= 3:
-                dP = P - P0                                                           # the corrections
-                loss = loss + cfg.w_smooth * ((dP[2:] - 2 * dP[1:-1] + dP[:-2]) ** 2).sum(-1).mean()
-                tt = tau0 + dtau
-                loss = loss + cfg.w_smooth * ((tt[2:] - 2 * tt[1:-1] + tt[:-2]) ** 2).sum(-1).mean()
-            return loss
-
-        # L-BFGS, not Adam: Adam takes full-size steps on vanishing gradients, so parts with no evidence
-        # (hidden joints) would drift; here a zero gradient means no change.
-        for params, iters in (([dtau], cfg.place_iterations), ([delta, dtau], cfg.iterations)):
-            if iters <= 0:
-                continue
-            opt = torch.optim.LBFGS(params, lr=1.0, max_iter=iters, history_size=10, line_search_fn="strong_wolfe")
-
-            def closure() -> torch.Tensor:
-                opt.zero_grad()
-                loss = objective()
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-        with torch.no_grad():
-            R = (Rc @ rot.rotvec_to_matrix(delta)).cpu().numpy()
+        R = _refine_chunk(torch.as_tensor(out[lo:hi].copy(), device=device),
+                          torch.as_tensor(np.asarray(root[lo:hi], np.float32), device=device), rest_t,
+                          torch.as_tensor(tgt_np[lo:hi], device=device), torch.as_tensor(w_np[lo:hi], device=device),
+                          torch.as_tensor(tau_all[lo:hi], device=device), toff, focal, centre, cfg)
         a, b = start - lo, min(hi, start + step) - lo
         keep = np.arange(a, b)
         keep = keep[valid[lo + keep]]
