@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(loses the person less often, ~3-5x slower; installed once by engine/setup_env.py "
                         "--heavy-only; "
                         "same as --option keypoints.model_complexity=2)")
-    r.add_argument("--body", default="solve", help="body stage (see: check --json)")
+    r.add_argument("--body", default="rope", help="body stage: rope (learned, default) or solve (the v1 fit); see check --json")
     r.add_argument("--trajectory", default="tp", help="trajectory stage (see: check --json); default tp, the learned prior")
     r.add_argument("--refine", action="append", default=None, metavar="NAME",
                    help="refinement stage to run after the trajectory (repeatable, in order; default: "

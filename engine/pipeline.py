@@ -60,7 +60,7 @@ class RunOptions:
     camera: CameraHints = CameraHints()
     device: str = "auto"             # auto | cpu | cuda
     keypoints: StageChoice = StageChoice("blazepose")
-    body: StageChoice = StageChoice("solve")
+    body: StageChoice = StageChoice("rope")
     trajectory: StageChoice = StageChoice("tp")
     refine: tuple[StageChoice, ...] = (StageChoice("footlock"),)
 

@@ -26,7 +26,7 @@ def test_output_fps_never_exceeds_the_source():
 def test_result_fps_matches_its_timestamps_when_fps_exceeds_the_source(tmp_path):
     out = tmp_path / "r.npz"
     p = subprocess.run([sys.executable, "-m", "engine", "run", str(SAMPLE), "--out", str(out), "--fps", "60",
-                        "--end-frame", "40", "--iterations", "5"], cwd=ROOT, capture_output=True, text=True,
+                        "--end-frame", "40", "--body", "solve", "--iterations", "5"], cwd=ROOT, capture_output=True, text=True,
                        timeout=300, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr[-2000:]
     r = read_result(out)

@@ -191,7 +191,8 @@ def test_check_lists_registered_stages():
                        text=True, timeout=120)
     report = json.loads(p.stdout)
     st = report["stages"]
-    assert st["body"]["solve"]["default"] is True and st["body"]["solve"]["config"]["iterations"] == 40
+    assert st["body"]["rope"]["default"] is True and st["body"]["rope"]["weights_found"] is True
+    assert st["body"]["solve"]["default"] is False and st["body"]["solve"]["config"]["iterations"] == 40
     assert st["keypoints"]["blazepose"]["weights_found"] is True
     assert st["trajectory"]["perspective"]["weights_found"] is True
 

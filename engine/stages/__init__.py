@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 from ..errors import EngineError
 
 KINDS: tuple[str, ...] = ("keypoints", "body", "trajectory", "refine")
-DEFAULTS: dict[str, str] = {"keypoints": "blazepose", "body": "solve", "trajectory": "tp",
+DEFAULTS: dict[str, str] = {"keypoints": "blazepose", "body": "rope", "trajectory": "tp",
                             "refine": "footlock"}
 
 Report = Callable[[int, int], None]
