@@ -153,9 +153,11 @@ BUGS: tuple[Bug, ...] = (
               "    smoothing: float = 0.0\n    # refinement"),)),
     # -- result file, cancel, benchmark --------------------------------------------------------------
     Bug("result_direct_write", "result", "engine/result.py",
-        'fd, tmp = tempfile.mkstemp(prefix=".vm-", suffix=".tmp", dir=folder)',
+        'fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=folder)',
         "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(path)", (ATOMIC, RESULT),
-        "the result written straight to the target (no temp file, no rename)"),
+        "the result written straight to the target (no temp file, no rename)",
+        alt=(("engine/result.py", 'fd, tmp = tempfile.mkstemp(prefix=".vm-", suffix=".tmp", dir=folder)',
+              "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(path)"),)),
     Bug("result_temp_left_behind", "result", "engine/result.py",
         "            os.unlink(tmp)\n", "            pass\n", (ATOMIC, RESULT),
         "a failed write leaves its temp file behind"),
