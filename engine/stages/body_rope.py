@@ -46,6 +46,10 @@ class RopeBody:
         from ..rope import Rope
         from ..rope.infer import DEFAULT_DIR
 
+        if cfg.facing not in ("rope", "blazepose"):
+            from ..errors import EngineError
+
+            raise EngineError("usage", f"--option body.facing must be 'rope' or 'blazepose', not {cfg.facing!r}.")
         self.cfg, self.device = cfg, device
         self.rope = Rope.load(cfg.weights or DEFAULT_DIR)
 
@@ -79,8 +83,6 @@ class RopeBody:
                                   focal_px=clip.focal_px, height=out.height, device=self.device,
                                   report=lambda i, n: report(T * i // n, T))
             out = dataclasses.replace(out, rotations=rotations)
-        if self.cfg.facing not in ("rope", "blazepose"):
-            raise ValueError(f"body.facing must be 'rope' or 'blazepose', not {self.cfg.facing!r}")
         if self.cfg.facing == "blazepose":
             out = face_like_blazepose(out, track, self.cfg.flip_deg)
         _, P = solve.fk_torch(torch.as_tensor(out.rotations), torch.as_tensor(out.root),
@@ -100,14 +102,6 @@ class RopeBody:
             info={"rope_window": self.rope.cfg.window, "frames": T})
 
 
-def torso_yaw(left_hip, right_hip, left_shoulder, right_shoulder) -> np.ndarray:
-    """Facing angle (degrees) about the vertical (+Z) of body-camera points (T, 3) each: 0 = facing the
-    camera (-Y), a body turned by +a degrees about +Z has facing +a. The across-body axis is right-to-left
-    of hips plus shoulders."""
-    a = (np.asarray(left_hip) - right_hip) + (np.asarray(left_shoulder) - right_shoulder)
-    return np.degrees(np.arctan2(a[:, 1], a[:, 0]))
-
-
 def face_like_blazepose(out, track, flip_deg: float = 100.0):
     """Rope output -> the same with the body turned about the vertical (through the landmarks' hip centre)
     to BlazePose's torso facing, on the frames where the two differ by more than ``flip_deg`` and BlazePose
@@ -116,14 +110,16 @@ def face_like_blazepose(out, track, flip_deg: float = 100.0):
 
     from ..geometry.frames import blazepose_to_bc
     from ..landmarks import TORSO
+    from ..tp.representation import heading_of
 
     _, P = sk.forward_kinematics(out.rotations.astype(np.float64), out.root.astype(np.float64),
                                  out.rest_offsets.astype(np.float64))
-    yaw_rope = torso_yaw(*(P[:, sk.INDEX[n]] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")))
+    sides = [[f"{s}_{p}" for p in ("hip", "shoulder")] for s in ("left", "right")]
+    yaw_rope = heading_of(*(P[:, [sk.INDEX[n] for n in names]] for names in sides), smoothing=0.0)
     w = blazepose_to_bc(np.nan_to_num(np.asarray(track.world, np.float64)))
-    yaw_bp = torso_yaw(*(w[:, LM[n]] for n in ("left_hip", "right_hip", "left_shoulder", "right_shoulder")))
+    yaw_bp = heading_of(*(w[:, [LM[n] for n in names]] for names in sides), smoothing=0.0)
     seen = np.asarray(track.valid, bool) & (np.nan_to_num(track.visibility[:, list(TORSO)]) >= 0.5).all(1)
-    diff = (yaw_bp - yaw_rope + 180.0) % 360.0 - 180.0
+    diff = (np.degrees(yaw_bp - yaw_rope) + 180.0) % 360.0 - 180.0
     flip = seen & (np.abs(diff) > flip_deg)
     if not flip.any():
         return out

@@ -31,9 +31,16 @@ HEADING_SMOOTHING = 0.25       # s, Savitzky-Golay window over the unwrapped hea
 def heading(joints: np.ndarray, fps: float = FPS, smoothing: float = HEADING_SMOOTHING) -> np.ndarray:
     """(T, J, 3) world joints (any origin) -> (T,) heading yaw in radians, unwrapped and lightly smoothed;
     0 means facing -Y (the rest pose)."""
+    return heading_of(joints[:, _L], joints[:, _R], fps, smoothing)
+
+
+def heading_of(left: np.ndarray, right: np.ndarray, fps: float = FPS,
+               smoothing: float = HEADING_SMOOTHING) -> np.ndarray:
+    """The heading of :func:`heading` from matching left and right body points (T, K, 3) each (hips and
+    shoulders: vm24 joints or BlazePose landmarks in a Z-up frame)."""
     from ..trajectory import smooth
 
-    across = (joints[:, _L] - joints[:, _R]).sum(1)                 # (T, 3) body left
+    across = (left - right).sum(1)                                  # (T, 3) body left
     facing = np.stack([across[:, 1], -across[:, 0]], -1)            # across x Z, planar (x, y)
     yaw = np.unwrap(np.arctan2(facing[:, 1], facing[:, 0]) + np.pi / 2)
     if smoothing > 0 and len(yaw) > 3:
